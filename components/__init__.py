@@ -1,0 +1,1 @@
+"""kfp-ml-platform: the shared library behind the pipeline steps, the bundle and serving."""

@@ -1,0 +1,153 @@
+"""The model bundle: one MLflow pyfunc directory read by evaluate, register and serving alike.
+
+Layout (``<dir>`` is what the train step's ``Model`` artifact and a registered version hold)::
+
+    <dir>/MLmodel, python_model.pkl, code/components/...     (MLflow pyfunc wrapper)
+    <dir>/artifacts/bundle/bundle.json                         BundleMeta: task, schema, classes, ...
+    <dir>/artifacts/bundle/transform.joblib                    feature transform fitted on train
+    <dir>/artifacts/bundle/model/                              the adapter's own files
+
+``load_bundle(dir)`` needs no MLflow; ``mlflow.pyfunc.load_model(dir)`` predicts from raw
+records too, through the same ``Bundle``.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from .errors import InvalidInputError
+from .tasks.tabular import coerce_features
+
+PAYLOAD = Path("artifacts") / "bundle"
+COMPONENTS_DIR = Path(__file__).resolve().parent
+
+
+class BundleMeta(BaseModel):
+    """Typed metadata that rides with the weights."""
+    task: str
+    target: str
+    model_name: str
+    framework: str
+    params: dict[str, Any]
+    features: list[dict[str, Any]]
+    classes: list[str] | None = None
+    target_mean: float = 0.0   # regression targets are standardised with train statistics
+    target_std: float = 1.0
+    train_metrics: dict[str, float] = Field(default_factory=dict)
+    lineage: dict[str, str] = Field(default_factory=dict)
+
+
+class Bundle:
+    def __init__(self, meta: BundleMeta, transform, adapter):
+        self.meta, self.transform, self.adapter = meta, transform, adapter
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f["name"] for f in self.meta.features]
+
+    def features(self, records: pd.DataFrame | list[dict[str, Any]]) -> np.ndarray:
+        """Raw records → the float matrix the adapter was trained on."""
+        frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(records)
+        if frame.empty:
+            raise InvalidInputError(f"no records given; expected at least one with features {self.feature_names}")
+        frame = coerce_features(frame, self.meta.features)
+        return np.asarray(self.transform.transform(frame), dtype=np.float32)
+
+    def predict(self, records) -> np.ndarray:
+        """Regression: values in target units. Classification: class names."""
+        raw = self.adapter.predict_raw(self.features(records))
+        if self.meta.task == "regression":
+            return raw * self.meta.target_std + self.meta.target_mean
+        return np.asarray(self.meta.classes, dtype=object)[raw.argmax(axis=1)]
+
+    def predict_proba(self, records) -> np.ndarray:
+        if self.meta.task != "classification":
+            raise TypeError(f"predict_proba needs a classification bundle, this one is {self.meta.task}")
+        return self.adapter.predict_raw(self.features(records))
+
+    def predict_frame(self, records) -> pd.DataFrame:
+        """The table MLflow pyfunc and serving return: ``prediction`` or label + probabilities."""
+        if self.meta.task == "regression":
+            return pd.DataFrame({"prediction": self.predict(records)})
+        proba = self.predict_proba(records)
+        classes = np.asarray(self.meta.classes, dtype=object)
+        out = pd.DataFrame({"label": classes[proba.argmax(axis=1)], "probability": proba.max(axis=1)})
+        for i, name in enumerate(self.meta.classes):
+            out[f"proba_{name}"] = proba[:, i]
+        return out
+
+    # --- persistence ----------------------------------------------------------------------
+    def save(self, path: str | Path, extra_files: dict[str, Path] | None = None) -> None:
+        """Write the bundle as an MLflow pyfunc directory at ``path`` (which must not exist)."""
+        import joblib
+        import mlflow.pyfunc
+
+        with tempfile.TemporaryDirectory() as tmp:
+            payload = Path(tmp) / "bundle"
+            payload.mkdir()
+            (payload / "bundle.json").write_text(self.meta.model_dump_json(indent=2))
+            joblib.dump(self.transform, payload / "transform.joblib")
+            self.adapter.save(payload / "model")
+            for name, src in (extra_files or {}).items():
+                shutil.copy(src, payload / name)
+            mlflow.pyfunc.save_model(str(path), **pyfunc_spec(payload))
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    from .models import get_entry
+
+    path = Path(path)
+    payload = path / PAYLOAD if (path / PAYLOAD).is_dir() else path
+    meta_file = payload / "bundle.json"
+    if not meta_file.is_file():
+        found = sorted(p.name for p in path.iterdir()) if path.is_dir() else "nothing (not a directory)"
+        raise FileNotFoundError(f"{path} is not a model bundle: no {PAYLOAD / 'bundle.json'}; found {found}")
+    import joblib
+
+    meta = BundleMeta.model_validate_json(meta_file.read_text())
+    adapter_cls = get_entry(meta.model_name).builder
+    adapter_cls = getattr(adapter_cls, "func", adapter_cls)  # functools.partial entries
+    adapter = adapter_cls.load(payload / "model")
+    adapter.catalog_name = meta.model_name
+    return Bundle(meta, joblib.load(payload / "transform.joblib"), adapter)
+
+
+def payload_dir(path: str | Path) -> Path:
+    return Path(path) / PAYLOAD
+
+
+def pyfunc_spec(payload: Path) -> dict[str, Any]:
+    """Arguments for ``mlflow.pyfunc.save_model`` / ``log_model``: one place knows them."""
+    meta = BundleMeta.model_validate_json((payload / "bundle.json").read_text())
+    reqs = ["pandas", "numpy", "scikit-learn", "pydantic", "pyyaml", "joblib"]
+    if meta.framework == "torch":
+        reqs.append("torch")
+    return {"python_model": BundlePyfunc(), "artifacts": {"bundle": str(payload)},
+            "code_paths": [str(COMPONENTS_DIR)], "pip_requirements": reqs}
+
+
+try:
+    from mlflow.pyfunc import PythonModel as _PythonModel
+except ImportError:  # serving and evaluate do not need mlflow to read a bundle
+    _PythonModel = object
+
+
+class BundlePyfunc(_PythonModel):
+    """``mlflow.pyfunc.load_model(dir).predict(df)`` → ``Bundle.predict_frame(df)``."""
+
+    def load_context(self, context) -> None:
+        self.bundle = load_bundle(context.artifacts["bundle"])
+
+    def predict(self, context, model_input, params=None):
+        return self.bundle.predict_frame(pd.DataFrame(model_input))
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())

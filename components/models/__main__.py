@@ -1,0 +1,27 @@
+"""``python -m components.models list [--task T] [--tag T] [--framework F]``: print the catalog."""
+from __future__ import annotations
+
+import argparse
+
+from .registry import list_models
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.models")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ls = sub.add_parser("list", help="print the model catalog as a table")
+    ls.add_argument("--task")
+    ls.add_argument("--tag")
+    ls.add_argument("--framework")
+    args = parser.parse_args(argv)
+    rows = [(e.name, e.framework, ",".join(e.tasks), ",".join(e.tags), e.description)
+            for e in list_models(args.task, args.tag, args.framework)]
+    header = ("name", "framework", "tasks", "tags", "description")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, tuple("-" * w for w in widths), *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

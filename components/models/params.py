@@ -1,0 +1,25 @@
+"""Parameter validation shared by adapters, in scikit-learn's message style."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..recipe import RecipeError
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def validate_params(schema: type[Params], owner: str, params: dict[str, Any]) -> Params:
+    try:
+        return schema.model_validate(params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise RecipeError(f"model.params: {name!r} is not a parameter of {owner}; "
+                              f"valid parameters are {sorted(schema.model_fields)}") from None
+        raise RecipeError(f"model.params: the {name!r} parameter of {owner} {err['msg'].lower()}. "
+                          f"Got {err.get('input')!r} instead.") from None

@@ -1,0 +1,105 @@
+"""The model catalog: name → adapter class and its metadata. Adding a model is one entry.
+
+Adapters follow scikit-learn's contract: ``__init__`` stores keyword arguments, ``fit``
+returns self, ``predict`` (regression values or class indices) and ``predict_proba``
+(classification) work on the float matrix the bundle's feature transform produces, and
+``save(dir)`` / ``load(dir)`` round-trip the fitted state.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import NotFittedError
+from ..recipe import RecipeError
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str
+    framework: str
+    tasks: tuple[str, ...]
+    description: str
+    builder: Callable[..., "Adapter"]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+
+
+_CATALOG: dict[str, CatalogEntry] = {}
+
+
+def register_adapter(name: str, *, framework: str, tasks=("regression", "classification"),
+                     description: str = "", defaults: dict[str, Any] | None = None, tags=()):
+    """Class decorator (or call with a builder) that puts one model in the catalog."""
+    def decorate(builder):
+        if name in _CATALOG:
+            raise ValueError(f"model {name!r} is already registered")
+        _CATALOG[name] = CatalogEntry(name, framework, tuple(tasks), description or (builder.__doc__ or "").strip(),
+                                      builder, dict(defaults or {}), tuple(tags))
+        return builder
+    return decorate
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers their entries; torch is imported only when an MLP is fit.
+    from . import mlp, sklearn_models  # noqa: F401
+
+
+def get_entry(name: str) -> CatalogEntry:
+    _load_builtin()
+    if name not in _CATALOG:
+        close = difflib.get_close_matches(name, _CATALOG, n=3)
+        hint = f"; did you mean {close}?" if close else ""
+        raise RecipeError(f"model.name: unknown model {name!r}{hint} Known: {sorted(_CATALOG)}")
+    return _CATALOG[name]
+
+
+def list_models(task: str | None = None, tag: str | None = None, framework: str | None = None) -> list[CatalogEntry]:
+    _load_builtin()
+    return [e for _, e in sorted(_CATALOG.items())
+            if (task is None or task in e.tasks) and (tag is None or tag in e.tags)
+            and (framework is None or e.framework == framework)]
+
+
+def build_adapter(name: str, task: str, n_classes: int | None = None, params: dict[str, Any] | None = None) -> "Adapter":
+    """The one way to make an adapter: defaults, then the recipe's params (``None`` keeps the default)."""
+    entry = get_entry(name)
+    if task not in entry.tasks:
+        raise RecipeError(f"model.name: {name!r} does not support task {task!r}; it supports {list(entry.tasks)}")
+    merged = {**entry.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
+    adapter = entry.builder(task=task, n_classes=n_classes, **merged)
+    adapter.catalog_name = name
+    adapter.check_params()
+    return adapter
+
+
+class Adapter:
+    """Shared behaviour; subclasses implement ``check_params``, ``_fit``, ``_predict``, ``save``, ``load``."""
+
+    catalog_name: str = ""
+    history_: list[dict[str, float]]
+
+    def check_params(self) -> None:
+        """Raise RecipeError naming the parameter when a value is out of range."""
+
+    def fit(self, X, y, X_val, y_val, train_spec, callback=None) -> "Adapter":
+        self.history_ = []
+        self._fit(np.asarray(X, dtype=np.float32), np.asarray(y), np.asarray(X_val, dtype=np.float32),
+                  np.asarray(y_val), train_spec, callback or (lambda state: None))
+        self.fitted_ = True
+        return self
+
+    def _check_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise NotFittedError(f"{type(self).__name__} ({self.catalog_name}) is not fitted; call fit first")
+
+    def predict_raw(self, X) -> np.ndarray:
+        """Regression: values, shape [n]. Classification: class probabilities, shape [n, k]."""
+        self._check_fitted()
+        return self._predict(np.asarray(X, dtype=np.float32))
+
+    def get_params(self) -> dict[str, Any]:
+        return dict(self.params)

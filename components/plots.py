@@ -1,0 +1,95 @@
+"""Plots people would rather look at than numbers, saved as PNG and gathered into HTML."""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(5.5, 4), dpi=100)
+
+
+def _save(plt, fig, ax, path: Path, title: str) -> Path:
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def learning_curve(history: list[dict], path: Path) -> Path:
+    plt, fig, ax = _figure()
+    epochs = [h["epoch"] for h in history]
+    for key in ("train_loss", "val_loss"):
+        if any(key in h for h in history):
+            ax.plot(epochs, [h.get(key, np.nan) for h in history], marker="." if len(epochs) < 30 else None,
+                    label=key.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    return _save(plt, fig, ax, path, "Learning curve")
+
+
+def predicted_vs_actual(y_true, y_pred, path: Path) -> Path:
+    plt, fig, ax = _figure()
+    ax.scatter(y_true, y_pred, s=6, alpha=0.4)
+    lo, hi = float(min(np.min(y_true), np.min(y_pred))), float(max(np.max(y_true), np.max(y_pred)))
+    ax.plot([lo, hi], [lo, hi], color="black", lw=1)
+    ax.set_xlabel("actual")
+    ax.set_ylabel("predicted")
+    return _save(plt, fig, ax, path, "Predicted vs actual")
+
+
+def residuals(y_true, y_pred, path: Path) -> Path:
+    plt, fig, ax = _figure()
+    ax.scatter(y_pred, np.asarray(y_true) - np.asarray(y_pred), s=6, alpha=0.4)
+    ax.axhline(0, color="black", lw=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual - predicted")
+    return _save(plt, fig, ax, path, "Residuals")
+
+
+def confusion(matrix: np.ndarray, classes: list[str], path: Path) -> Path:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    plt, fig, ax = _figure()
+    ConfusionMatrixDisplay(matrix, display_labels=classes).plot(ax=ax, colorbar=False, xticks_rotation=45)
+    return _save(plt, fig, ax, path, "Confusion matrix")
+
+
+def curves(y_onehot: np.ndarray, proba: np.ndarray, classes: list[str], kind: str, path: Path) -> Path:
+    """ROC (kind='roc') or precision-recall (kind='pr'), one line per class (positive class if binary)."""
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+
+    plt, fig, ax = _figure()
+    display = RocCurveDisplay if kind == "roc" else PrecisionRecallDisplay
+    columns = [1] if len(classes) == 2 else range(len(classes))
+    for i in columns:
+        display.from_predictions(y_onehot[:, i], proba[:, i], name=str(classes[i]), ax=ax)
+    return _save(plt, fig, ax, path, "ROC curve" if kind == "roc" else "Precision-recall curve")
+
+
+def html_report(title: str, tables: dict[str, dict], images: list[Path]) -> str:
+    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+             f"<body style='font-family:sans-serif'><h1>{html.escape(title)}</h1>"]
+    for caption, rows in tables.items():
+        parts.append(f"<h2>{html.escape(caption)}</h2><table border='1' cellpadding='4' style='border-collapse:collapse'>")
+        parts += [f"<tr><th align='left'>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows.items()]
+        parts.append("</table>")
+    for image in images:
+        data = base64.b64encode(Path(image).read_bytes()).decode()
+        parts.append(f"<h2>{html.escape(Path(image).stem.replace('_', ' '))}</h2><img src='data:image/png;base64,{data}'>")
+    return "\n".join(parts) + "</body></html>"
+
+
+def _fmt(value) -> str:
+    return f"{value:.5g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,212 @@
+"""Recipe: the one-file description of a run, validated before anything runs.
+
+A recipe is YAML or JSON. Every section has defaults, unknown keys are rejected (with the
+field path in the message), and ``--set a.b=value`` overrides are applied before validation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Task = Literal["regression", "classification"]
+Imputation = Literal["mean", "median", "most_frequent", "drop"]
+GATE_RE = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|<|>|==)\s*(-?[0-9.eE+-]+)\s*$")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message names the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class DataSpec(_Section):
+    uri: str = Field(description="Local path, glob, or object-store URI of the raw data.")
+    format: Literal["auto", "csv", "json", "parquet"] = "auto"
+    target: str = Field(description="Name of the column to predict.")
+    drop_columns: list[str] = Field(default_factory=list, description="Columns never used as features.")
+    sample_rows: int | None = Field(default=None, gt=0, description="Keep a seeded random sample (quick runs).")
+
+
+class PreprocessSpec(_Section):
+    missing: Imputation = Field("median", description="How missing feature values are filled (global).")
+    missing_per_column: dict[str, Imputation] = Field(default_factory=dict)
+    drop_duplicates: bool = True
+    categorical_columns: list[str] | None = Field(
+        default=None, description="Force these columns categorical; others are detected from their dtype.")
+    scaler: Literal["standard", "quantile", "minmax", "none"] = "standard"
+
+
+class SplitSpec(_Section):
+    method: Literal["random", "stratified", "group"] = "random"
+    train: float = Field(0.7, gt=0, lt=1)
+    val: float = Field(0.1, gt=0, lt=1)
+    test: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+    group_column: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "SplitSpec":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must sum to 1, got {total:g}")
+        if self.method == "group" and not self.group_column:
+            raise ValueError("method 'group' needs group_column")
+        return self
+
+
+class ModelSpec(_Section):
+    name: str = Field("mlp", description="A name from the model catalog (python -m components.models list).")
+    params: dict[str, Any] = Field(default_factory=dict, description="Architecture parameters of that model.")
+
+
+class TrainSpec(_Section):
+    epochs: int = Field(100, gt=0)
+    batch_size: int = Field(256, gt=0)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    weight_decay: float = Field(1e-5, ge=0)
+    scheduler: Literal["plateau", "none"] = "plateau"
+    early_stopping_patience: int = Field(16, gt=0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class EvaluateSpec(_Section):
+    primary_metric: str | None = Field(
+        default=None, description="Metric that ranks versions; rmse (regression) or f1 (classification) if unset.")
+    gate: list[str] = Field(default_factory=list, description='Thresholds such as "rmse <= 0.6", all must hold.')
+
+    @field_validator("gate")
+    @classmethod
+    def _gate_syntax(cls, rules: list[str]) -> list[str]:
+        for rule in rules:
+            if not GATE_RE.match(rule):
+                raise ValueError(f"gate rule {rule!r} must look like 'metric <= number'")
+        return rules
+
+
+class RegisterSpec(_Section):
+    model_name: str = Field(description="Registered model name in MLflow.")
+    experiment: str | None = Field(default=None, description="MLflow experiment; the recipe name if unset.")
+
+
+class DeploySpec(_Section):
+    target: Literal["local", "kserve"] = "local"
+    port: int = Field(8080, gt=0, lt=65536, description="Local model server port.")
+    namespace: str = "default"
+
+
+class Recipe(_Section):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    task: Task
+    data: DataSpec
+    preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    # Spelled `register` in recipe files; the attribute name avoids pydantic's ABCMeta.register.
+    registry: RegisterSpec = Field(alias="register")
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Recipe":
+        if self.split.method == "stratified" and self.task != "classification":
+            raise ValueError("split.method 'stratified' needs task 'classification'")
+        if self.data.target in self.data.drop_columns:
+            raise ValueError(f"data.target {self.data.target!r} is also in data.drop_columns")
+        return self
+
+    # --- construction -------------------------------------------------------------------
+    @classmethod
+    def parse(cls, raw: dict[str, Any], overrides: list[str] | None = None) -> "Recipe":
+        raw = json.loads(json.dumps(raw))  # deep copy
+        for item in overrides or []:
+            _apply_override(raw, item)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise RecipeError(_describe(exc)) from None
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: list[str] | None = None) -> "Recipe":
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"recipe file {path} does not exist")
+        raw = yaml.safe_load(path.read_text())
+        if not isinstance(raw, dict):
+            raise RecipeError(f"recipe file {path} must hold a mapping, got {type(raw).__name__}")
+        return cls.parse(raw, overrides)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Recipe":
+        return cls.parse(json.loads(text))
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True)
+
+    def hash(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    # --- derived facts ------------------------------------------------------------------
+    @property
+    def primary_metric(self) -> str:
+        return self.evaluate.primary_metric or ("rmse" if self.task == "regression" else "f1")
+
+    @property
+    def experiment(self) -> str:
+        return self.registry.experiment or self.name
+
+    def flat_params(self) -> dict[str, str]:
+        """Dotted key → value, what MLflow logs as run params."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict) and value:
+                for key, sub in value.items():
+                    walk(f"{prefix}.{key}" if prefix else key, sub)
+            else:
+                out[prefix] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+        walk("", self.model_dump(mode="json", by_alias=True))
+        return out
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    """``a.b.c=value``; the value is parsed as YAML so numbers, lists and booleans work."""
+    if "=" not in item:
+        raise RecipeError(f"override {item!r} must look like key.path=value")
+    key, _, text = item.partition("=")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"override {item!r}: {part!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "recipe"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown field")
+        else:
+            got = err.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{where}: {err['msg']}{shown}")
+    return "invalid recipe: " + "; ".join(lines)
+
+
+def json_schema() -> dict[str, Any]:
+    return Recipe.model_json_schema(by_alias=True)

@@ -1,0 +1,107 @@
+"""evaluate: score the bundle on the test split, draw the plots, and decide the gate."""
+from __future__ import annotations
+
+import json
+import logging
+import operator
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import plots
+from ..bundle import load_bundle, payload_dir
+from ..recipe import GATE_RE, Recipe
+from ..storage import atomic_path
+
+log = logging.getLogger(__name__)
+LOWER_IS_BETTER = {"mae", "mse", "rmse", "log_loss"}
+COMPARE = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
+
+
+def regression_metrics(y_true, y_pred) -> dict[str, float]:
+    from sklearn import metrics as m
+
+    mse = m.mean_squared_error(y_true, y_pred)
+    return {"mae": m.mean_absolute_error(y_true, y_pred), "mse": mse, "rmse": float(np.sqrt(mse)),
+            "r2": m.r2_score(y_true, y_pred)}
+
+
+def classification_metrics(y_idx: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    from sklearn import metrics as m
+
+    k, pred = proba.shape[1], proba.argmax(axis=1)
+    average = "binary" if k == 2 else "macro"
+    onehot = np.eye(k)[y_idx]
+    out = {"accuracy": m.accuracy_score(y_idx, pred),
+           "precision": m.precision_score(y_idx, pred, average=average, zero_division=0),
+           "recall": m.recall_score(y_idx, pred, average=average, zero_division=0),
+           "f1": m.f1_score(y_idx, pred, average=average, zero_division=0),
+           "log_loss": m.log_loss(y_idx, np.clip(proba, 1e-12, 1), labels=list(range(k)))}
+    present = onehot.sum(axis=0) > 0
+    if present.all():  # AUCs are undefined when a class is missing from the test split
+        out["roc_auc"] = m.roc_auc_score(y_idx, proba[:, 1]) if k == 2 else \
+            m.roc_auc_score(y_idx, proba, multi_class="ovr", average="macro")
+        out["pr_auc"] = m.average_precision_score(onehot[:, 1], proba[:, 1]) if k == 2 else \
+            m.average_precision_score(onehot, proba, average="macro")
+    return {key: float(v) for key, v in out.items()}
+
+
+def check_gate(rules: list[str], metrics: dict[str, float]) -> tuple[str, list[dict]]:
+    results = []
+    for rule in rules:
+        name, op, threshold = GATE_RE.match(rule).groups()
+        if name not in metrics:
+            raise KeyError(f"gate rule {rule!r} names metric {name!r}; this task reports {sorted(metrics)}")
+        results.append({"rule": rule, "value": metrics[name], "passed": bool(COMPARE[op](metrics[name], float(threshold)))})
+    return ("passed" if all(r["passed"] for r in results) else "failed"), results
+
+
+def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, report_path: str | None = None) -> dict:
+    bundle = load_bundle(model_path)
+    test = pd.read_parquet(test_path)
+    records = test[bundle.feature_names]
+    result: dict = {"n_test": len(test)}
+    out = Path(eval_dir)
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        images = []
+        if bundle.meta.task == "regression":
+            y_true, y_pred = test[bundle.meta.target].to_numpy(float), bundle.predict(records)
+            metrics = regression_metrics(y_true, y_pred)
+            images += [plots.predicted_vs_actual(y_true, y_pred, tmp / "predicted_vs_actual.png"),
+                       plots.residuals(y_true, y_pred, tmp / "residuals.png")]
+        else:
+            from sklearn.metrics import confusion_matrix, roc_curve
+
+            classes = bundle.meta.classes
+            y_idx = test[bundle.meta.target].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
+            proba = bundle.predict_proba(records)
+            metrics = classification_metrics(y_idx, proba)
+            matrix = confusion_matrix(y_idx, proba.argmax(axis=1), labels=list(range(len(classes))))
+            result["confusion_matrix"] = {"classes": classes, "matrix": matrix.tolist()}
+            images.append(plots.confusion(matrix, classes, tmp / "confusion_matrix.png"))
+            if "roc_auc" in metrics:
+                onehot = np.eye(len(classes))[y_idx]
+                images += [plots.curves(onehot, proba, classes, "roc", tmp / "roc_curve.png"),
+                           plots.curves(onehot, proba, classes, "pr", tmp / "pr_curve.png")]
+                if len(classes) == 2:
+                    fpr, tpr, thr = roc_curve(y_idx, proba[:, 1])
+                    result["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
+                                     "thresholds": np.clip(thr, 0, 1).tolist()}
+        verdict, rules = check_gate(recipe.evaluate.gate, metrics)
+        result.update(metrics=metrics, verdict=verdict, gate=rules, primary_metric=recipe.primary_metric)
+        curve = payload_dir(model_path) / "learning_curve.png"
+        if curve.exists():
+            images.append(Path(shutil.copy(curve, tmp / "learning_curve.png")))
+        (tmp / "evaluation.json").write_text(json.dumps(result, indent=2))
+        gate_rows = {r["rule"]: f"{r['value']:.5g} → {'pass' if r['passed'] else 'FAIL'}" for r in rules}
+        report = plots.html_report(f"Evaluation: {recipe.name} ({bundle.meta.model_name}) — gate {verdict}",
+                                   {"test metrics": metrics, "gate": gate_rows or {"(no rules)": "passed"}}, images)
+        (tmp / "report.html").write_text(report)
+    if report_path:
+        with atomic_path(report_path) as tmp:
+            tmp.write_text(report)
+    log.info("test metrics: %s; gate %s", {k: round(v, 5) for k, v in metrics.items()}, verdict)
+    return result

@@ -1,0 +1,49 @@
+"""split: clean table → train / val / test (random, stratified or by group)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from ..recipe import Recipe
+from ..storage import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def split_indices(df: pd.DataFrame, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+    spec, idx = recipe.split, np.arange(len(df))
+    if len(df) < 3:
+        raise DataError(f"{len(df)} rows cannot be split three ways; expected at least 3")
+    if spec.method == "group":
+        groups = df[spec.group_column].to_numpy()
+        if len(np.unique(groups)) < 3:
+            raise DataError(f"group column {spec.group_column!r} has fewer than 3 groups; cannot split by group")
+        rest, test = next(GroupShuffleSplit(1, test_size=spec.test, random_state=spec.seed).split(idx, groups=groups))
+        inner = next(GroupShuffleSplit(1, test_size=spec.val / (spec.train + spec.val), random_state=spec.seed)
+                     .split(rest, groups=groups[rest]))
+        return rest[inner[0]], rest[inner[1]], test
+    stratify = df[recipe.data.target].to_numpy() if spec.method == "stratified" else None
+    if stratify is not None:
+        counts = pd.Series(stratify).value_counts()
+        if counts.min() < 3:
+            raise DataError(f"class {counts.idxmin()!r} has {counts.min()} row(s); stratified split needs 3 per class")
+    rest, test = train_test_split(idx, test_size=spec.test, random_state=spec.seed, stratify=stratify)
+    train, val = train_test_split(rest, test_size=spec.val / (spec.train + spec.val), random_state=spec.seed,
+                                  stratify=None if stratify is None else stratify[rest])
+    return train, val, test
+
+
+def split(recipe: Recipe, clean_path: str, train_path: str, val_path: str, test_path: str) -> dict:
+    df = pd.read_parquet(clean_path)
+    parts = dict(zip(("train", "val", "test"), split_indices(df, recipe)))
+    for name, path in (("train", train_path), ("val", val_path), ("test", test_path)):
+        with atomic_path(path) as tmp:
+            df.iloc[np.sort(parts[name])].reset_index(drop=True).to_parquet(tmp, index=False)
+    sizes = {name: int(len(rows)) for name, rows in parts.items()}
+    log.info("%s split: %s", recipe.split.method, sizes)
+    return sizes

@@ -1,0 +1,245 @@
+"""Tabular task: reading tables, stateless cleaning, the schema, and the train-fitted transform.
+
+Stateless work (dtype coercion, duplicate and missing-target rows, the schema) happens in the
+preprocess step. Everything *fitted* (imputers, scalers, encoders) is built by
+``build_feature_transform`` and fitted on the train split only; it travels inside the bundle.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, InvalidInputError
+from ..recipe import Recipe
+
+READERS = {
+    ".csv": lambda p: pd.read_csv(p),
+    ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+    ".json": lambda p: _read_json(p),
+    ".jsonl": lambda p: pd.read_json(p, lines=True),
+    ".parquet": lambda p: pd.read_parquet(p),
+    ".pq": lambda p: pd.read_parquet(p),
+}
+FORMAT_SUFFIX = {"csv": ".csv", "json": ".json", "parquet": ".parquet"}
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_json(path)
+    except ValueError:
+        return pd.read_json(path, lines=True)
+
+
+def read_table(paths: list[Path], fmt: str = "auto") -> pd.DataFrame:
+    frames = []
+    for path in paths:
+        suffix = FORMAT_SUFFIX.get(fmt) or path.suffix.lower()
+        reader = READERS.get(suffix)
+        if reader is None:
+            raise DataError(f"{path}: unsupported file type {suffix!r}; expected one of {sorted(READERS)}")
+        if path.stat().st_size == 0:
+            raise DataError(f"{path} is empty (0 bytes); expected a table with a header and rows")
+        try:
+            frame = reader(path)
+        except Exception as exc:  # the readers raise many types; name the file once
+            raise DataError(f"{path} could not be read as {suffix[1:]}: {exc}") from exc
+        if frame.empty:
+            raise DataError(f"{path} holds no rows; expected at least one data row")
+        frames.append(frame)
+    if len(frames) > 1:
+        columns = [list(f.columns) for f in frames]
+        for path, cols in zip(paths[1:], columns[1:]):
+            if cols != columns[0]:
+                raise DataError(f"{path} has columns {cols}, expected the same columns as {paths[0]}")
+    return pd.concat(frames, ignore_index=True)
+
+
+# --- preprocess (stateless) ------------------------------------------------------------------
+
+def _coerce_numeric(series: pd.Series) -> pd.Series:
+    """Object columns whose every value parses as a number become numeric."""
+    if series.dtype != object:
+        return series
+    converted = pd.to_numeric(series, errors="coerce")
+    if converted.notna().sum() == series.notna().sum() and series.notna().any():
+        return converted
+    return series
+
+
+def is_categorical(series: pd.Series) -> bool:
+    return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+
+
+def clean_table(df: pd.DataFrame, recipe: Recipe, source: str = "data") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Coerce dtypes, drop duplicate and unusable rows, and describe the result as a schema."""
+    spec, target = recipe.preprocess, recipe.data.target
+    if df.empty:
+        raise DataError(f"{source}: the table is empty; expected at least one row")
+    if target not in df.columns:
+        raise DataError(f"{source}: target column {target!r} not found; columns are {list(df.columns)}")
+    missing_cols = [c for c in [*recipe.data.drop_columns, *(spec.categorical_columns or []),
+                                *spec.missing_per_column] if c not in df.columns]
+    if recipe.split.group_column and recipe.split.group_column not in df.columns:
+        missing_cols.append(recipe.split.group_column)
+    if missing_cols:
+        raise DataError(f"{source}: the recipe names columns {missing_cols} that are not in the table; "
+                        f"columns are {list(df.columns)}")
+    report: dict[str, int] = {"rows_in": len(df)}
+    df = df.drop(columns=recipe.data.drop_columns).apply(_coerce_numeric)
+
+    for col in df.columns:
+        if df[col].isna().all():
+            raise DataError(f"{source}: column {col!r} has no values (all missing); "
+                            "drop it with data.drop_columns or fix the file")
+    if spec.drop_duplicates:
+        before = len(df)
+        df = df.drop_duplicates()
+        report["duplicates_dropped"] = before - len(df)
+    before = len(df)
+    df = df[df[target].notna()]
+    report["missing_target_dropped"] = before - len(df)
+
+    features = [c for c in df.columns if c != target and c != recipe.split.group_column]
+    strategies = {c: spec.missing_per_column.get(c, spec.missing) for c in features}
+    drop_rows = [c for c, s in strategies.items() if s == "drop"]
+    if drop_rows:
+        before = len(df)
+        df = df.dropna(subset=drop_rows)
+        report["missing_feature_dropped"] = before - len(df)
+    if df.empty:
+        raise DataError(f"{source}: no rows left after dropping duplicates and missing values")
+
+    classes = _check_target(df[target], recipe, source)
+    if classes is not None:
+        df = df.assign(**{target: df[target].astype(str)})
+    forced = set(spec.categorical_columns or [])
+    schema = {
+        "source": source,
+        "task": recipe.task,
+        "target": target,
+        "group_column": recipe.split.group_column,
+        "classes": classes,
+        "n_rows": int(len(df)),
+        "rows": report,
+        "target_stats": _stats(df[target], categorical=classes is not None),
+        "features": [
+            {
+                "name": col,
+                "kind": "categorical" if col in forced or is_categorical(df[col]) else "numeric",
+                "dtype": str(df[col].dtype),
+                "missing": int(df[col].isna().sum()),
+                "imputation": strategies[col],
+                "stats": _stats(df[col], categorical=col in forced or is_categorical(df[col])),
+            }
+            for col in features
+        ],
+    }
+    if not schema["features"]:
+        raise DataError(f"{source}: no feature columns besides target {target!r}")
+    return df.reset_index(drop=True), schema
+
+
+def _check_target(y: pd.Series, recipe: Recipe, source: str) -> list[str] | None:
+    name = recipe.data.target
+    if recipe.task == "regression":
+        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+            example = y.dropna().astype(str).iloc[0]
+            raise DataError(f"{source}: target {name!r} must be numeric for regression; "
+                            f"found values like {example!r}")
+        return None
+    classes = sorted(y.astype(str).unique())
+    if len(classes) < 2:
+        raise DataError(f"{source}: target {name!r} has a single class {classes}; "
+                        "classification needs at least two")
+    return classes
+
+
+def _stats(col: pd.Series, categorical: bool) -> dict[str, Any]:
+    if categorical:
+        counts = col.astype(str).value_counts()
+        return {"unique": int(counts.size), "top": {str(k): int(v) for k, v in counts.head(10).items()}}
+    values = col.astype(float)
+    return {k: float(getattr(values, k)()) for k in ("mean", "std", "min", "median", "max")}
+
+
+def schema_markdown(schema: dict[str, Any]) -> str:
+    lines = [f"# Data report: {schema['source']}", "",
+             f"Task **{schema['task']}**, target `{schema['target']}`, **{schema['n_rows']:,}** rows kept.", ""]
+    lines += [f"- {k.replace('_', ' ')}: {v:,}" for k, v in schema["rows"].items()]
+    if schema["classes"]:
+        lines += ["", "Class counts: " + ", ".join(f"`{k}` {v}" for k, v in schema["target_stats"]["top"].items())]
+    lines += ["", "| feature | kind | dtype | missing | imputation | summary |", "|---|---|---|---|---|---|"]
+    for f in schema["features"]:
+        s = f["stats"]
+        summary = (f"{s['unique']} values" if f["kind"] == "categorical"
+                   else f"mean {s['mean']:.4g}, std {s['std']:.4g}, [{s['min']:.4g}, {s['max']:.4g}]")
+        lines.append(f"| {f['name']} | {f['kind']} | {f['dtype']} | {f['missing']} | {f['imputation']} | {summary} |")
+    return "\n".join(lines) + "\n"
+
+
+# --- fitted transform (travels in the bundle) -------------------------------------------------
+
+def build_feature_transform(schema: dict[str, Any], scaler: str):
+    """A ColumnTransformer: imputation per column strategy, scaling, one-hot encoding."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, QuantileTransformer, StandardScaler
+
+    scalers = {
+        "standard": StandardScaler,
+        "minmax": MinMaxScaler,
+        "quantile": lambda: QuantileTransformer(output_distribution="normal", subsample=10**9, random_state=0),
+        "none": lambda: "passthrough",
+    }
+    groups: dict[tuple[str, str], list[str]] = {}
+    for f in schema["features"]:
+        # "drop" rows were removed before training; at serving time a gap gets the median.
+        strategy = "most_frequent" if f["kind"] == "categorical" else (
+            "median" if f["imputation"] == "drop" else f["imputation"])
+        groups.setdefault((f["kind"], strategy), []).append(f["name"])
+    parts = []
+    for (kind, strategy), cols in sorted(groups.items()):
+        if kind == "numeric":
+            steps = [SimpleImputer(strategy=strategy, keep_empty_features=True), scalers[scaler]()]
+        else:
+            steps = [SimpleImputer(strategy="most_frequent", missing_values=None),
+                     OneHotEncoder(handle_unknown="ignore", sparse_output=False)]
+        parts.append((f"{kind}_{strategy}", make_pipeline(*steps), cols))
+    return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
+
+
+def coerce_features(records: pd.DataFrame, features: list[dict[str, Any]]) -> pd.DataFrame:
+    """Check raw records against the feature schema and give each column its trained type.
+
+    Missing or unknown columns and unparsable values raise ``InvalidInputError`` naming them.
+    """
+    names = [f["name"] for f in features]
+    missing = [n for n in names if n not in records.columns]
+    unknown = [c for c in records.columns if c not in names]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing feature(s) {missing}")
+        if unknown:
+            parts.append(f"unknown feature(s) {unknown}")
+        raise InvalidInputError(f"{' and '.join(parts)}; expected exactly {names}")
+    out = {}
+    for f in features:
+        col = records[f["name"]]
+        if f["kind"] == "categorical":
+            out[f["name"]] = col.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+            continue
+        if col.dtype == object:
+            bad = col[[not (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))) for v in col]]
+            if len(bad):
+                raise InvalidInputError(f"feature {f['name']!r} expects a number, got {bad.iloc[0]!r} "
+                                        f"(row {bad.index[0]})")
+        values = pd.to_numeric(col, errors="coerce").astype(float)
+        if np.isinf(values).any():
+            raise InvalidInputError(f"feature {f['name']!r} must be finite, got infinity")
+        out[f["name"]] = values
+    return pd.DataFrame(out, index=records.index)
