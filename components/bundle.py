@@ -100,18 +100,26 @@ class Bundle:
             mlflow.pyfunc.save_model(str(path), **pyfunc_spec(payload))
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    from .models import get_entry
-
+def _payload(path: str | Path) -> Path:
     path = Path(path)
     payload = path / PAYLOAD if (path / PAYLOAD).is_dir() else path
-    meta_file = payload / "bundle.json"
-    if not meta_file.is_file():
+    if not (payload / "bundle.json").is_file():
         found = sorted(p.name for p in path.iterdir()) if path.is_dir() else "nothing (not a directory)"
         raise FileNotFoundError(f"{path} is not a model bundle: no {PAYLOAD / 'bundle.json'}; found {found}")
+    return payload
+
+
+def read_meta(path: str | Path) -> BundleMeta:
+    """The bundle's metadata alone: no framework import (register and deploy need no torch)."""
+    return BundleMeta.model_validate_json((_payload(path) / "bundle.json").read_text())
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    from .models import get_entry
     import joblib
 
-    meta = BundleMeta.model_validate_json(meta_file.read_text())
+    payload = _payload(path)
+    meta = read_meta(payload)
     adapter_cls = get_entry(meta.model_name).builder
     adapter_cls = getattr(adapter_cls, "func", adapter_cls)  # functools.partial entries
     adapter = adapter_cls.load(payload / "model")
@@ -119,17 +127,13 @@ def load_bundle(path: str | Path) -> Bundle:
     return Bundle(meta, joblib.load(payload / "transform.joblib"), adapter)
 
 
-def payload_dir(path: str | Path) -> Path:
-    return Path(path) / PAYLOAD
-
-
-def pyfunc_spec(payload: Path) -> dict[str, Any]:
+def pyfunc_spec(path: str | Path) -> dict[str, Any]:
     """Arguments for ``mlflow.pyfunc.save_model`` / ``log_model``: one place knows them."""
-    meta = BundleMeta.model_validate_json((payload / "bundle.json").read_text())
+    meta = read_meta(path)
     reqs = ["pandas", "numpy", "scikit-learn", "pydantic", "pyyaml", "joblib"]
     if meta.framework == "torch":
         reqs.append("torch")
-    return {"python_model": BundlePyfunc(), "artifacts": {"bundle": str(payload)},
+    return {"python_model": BundlePyfunc(), "artifacts": {"bundle": str(_payload(path))},
             "code_paths": [str(COMPONENTS_DIR)], "pip_requirements": reqs}
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import plots
-from ..bundle import load_bundle, payload_dir
+from ..bundle import PAYLOAD, load_bundle
 from ..recipe import GATE_RE, Recipe
 from ..storage import atomic_path
 
@@ -62,7 +62,9 @@ def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, rep
     bundle = load_bundle(model_path)
     test = pd.read_parquet(test_path)
     records = test[bundle.feature_names]
-    result: dict = {"n_test": len(test)}
+    example = records.head(5)
+    result: dict = {"n_test": len(test), "input_example": example.to_dict(orient="records"),
+                    "output_example": bundle.predict_frame(example).to_dict(orient="records")}
     out = Path(eval_dir)
     with atomic_path(out) as tmp:
         tmp.mkdir()
@@ -92,7 +94,7 @@ def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, rep
                                      "thresholds": np.clip(thr, 0, 1).tolist()}
         verdict, rules = check_gate(recipe.evaluate.gate, metrics)
         result.update(metrics=metrics, verdict=verdict, gate=rules, primary_metric=recipe.primary_metric)
-        curve = payload_dir(model_path) / "learning_curve.png"
+        curve = Path(model_path) / PAYLOAD / "learning_curve.png"
         if curve.exists():
             images.append(Path(shutil.copy(curve, tmp / "learning_curve.png")))
         (tmp / "evaluation.json").write_text(json.dumps(result, indent=2))

@@ -1,0 +1,129 @@
+"""deploy: serve the registered champion.
+
+``local``: download the champion version and start (or replace) a KServe model server process
+on a loopback port, then wait until it reports ready. ``kserve``: render the InferenceService
+that serves it on a cluster (applying it to the cluster is the cluster issue's work).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from ..recipe import Recipe
+from ..settings import platform_home
+from ..storage import atomic_path
+
+log = logging.getLogger(__name__)
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def champion_version(model_name: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient().get_model_version_by_alias(model_name, "champion")
+
+
+def inference_service(recipe: Recipe, storage_uri: str, version: str) -> dict:
+    name = recipe.registry.model_name
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": recipe.deploy.namespace,
+                     "labels": {"app.kubernetes.io/part-of": "kfp-ml-platform", "model-version": str(version)}},
+        "spec": {"predictor": {
+            "serviceAccountName": "kfp-ml-platform-serving",
+            "model": {"modelFormat": {"name": "kfp-ml-bundle"}, "runtime": "kfp-ml-platform",
+                      "storageUri": storage_uri, "args": [f"--model_name={name}"],
+                      "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
+                                    "limits": {"cpu": "2", "memory": "4Gi"}}}}},
+    }
+
+
+def deploy(recipe: Recipe, manifest_path: str | None = None) -> dict:
+    name = recipe.registry.model_name
+    version = champion_version(name)
+    log.info("champion of %s is version %s", name, version.version)
+    from mlflow import MlflowClient
+
+    manifest = inference_service(recipe, MlflowClient().get_model_version_download_uri(name, version.version),
+                                 version.version)
+    if manifest_path:
+        with atomic_path(manifest_path) as tmp:
+            tmp.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    if recipe.deploy.target == "kserve":
+        return {"target": "kserve", "version": version.version, "manifest": manifest,
+                "url": f"http://{name}.{recipe.deploy.namespace}.svc.cluster.local/v1/models/{name}:predict"}
+    model_dir = fetch_version(name, version.version)
+    url = start_local_server(name, model_dir, recipe.deploy.port)
+    return {"target": "local", "version": version.version, "url": url, "model_dir": str(model_dir)}
+
+
+def fetch_version(name: str, version: str) -> Path:
+    """Download a registered version once, the way KServe's storage initializer would."""
+    import mlflow.artifacts
+
+    dest = platform_home() / "serving" / name / f"v{version}"
+    if not (dest / "MLmodel").is_file():
+        with atomic_path(dest) as tmp:
+            tmp.mkdir()
+            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp))
+    return dest
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def stop_local_server(name: str) -> None:
+    state_file = platform_home() / "serving" / f"{name}.json"
+    if not state_file.is_file():
+        return
+    pid = json.loads(state_file.read_text())["pid"]
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    state_file.unlink(missing_ok=True)
+
+
+def start_local_server(name: str, model_dir: Path, port: int, timeout: float = 120) -> str:
+    """Replace the model's server process with one for ``model_dir``; return its predict URL."""
+    stop_local_server(name)
+    state_dir = platform_home() / "serving"
+    log_path = state_dir / f"{name}.log"
+    cmd = [sys.executable, "-m", "serving", "--model_dir", str(model_dir), "--model_name", name,
+           "--http_port", str(port)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
+                                start_new_session=True)  # outlives this step's process
+    (state_dir / f"{name}.json").write_text(json.dumps({"pid": proc.pid, "port": port, "model_dir": str(model_dir)}))
+    ready_url = f"http://127.0.0.1:{port}/v2/models/{name}/ready"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"model server for {name} exited with code {proc.returncode}; log {log_path}:\n{tail}")
+        if _ready(ready_url):
+            log.info("model server for %s ready on port %d (pid %d, log %s)", name, port, proc.pid, log_path)
+            return f"http://127.0.0.1:{port}/v1/models/{name}:predict"
+        time.sleep(0.5)
+    stop_local_server(name)
+    raise TimeoutError(f"model server for {name} was not ready within {timeout:.0f}s; see {log_path}")

@@ -1,0 +1,95 @@
+"""register: log the run and the bundle in MLflow, register a version, and assign its alias.
+
+``champion`` goes to a version only when its gate passed and it is at least as good as the
+current champion on the recipe's primary metric; otherwise the version becomes ``challenger``.
+Registering twice for the same pipeline run returns the version made the first time.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from ..bundle import pyfunc_spec, read_json, read_meta
+from ..recipe import Recipe
+from .evaluate import LOWER_IS_BETTER
+
+log = logging.getLogger(__name__)
+
+
+def git_commit() -> str:
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _experiment_id(client, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    if found:
+        return found.experiment_id
+    root = os.environ.get("PLATFORM_ARTIFACT_ROOT")
+    return client.create_experiment(name, artifact_location=f"{root.rstrip('/')}/{name}" if root else None)
+
+
+def _is_better(metric: str, new: float, old: float) -> bool:
+    return new <= old if metric in LOWER_IS_BETTER else new >= old
+
+
+def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: str = "") -> dict:
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import infer_signature
+
+    client, name = MlflowClient(), recipe.registry.model_name
+    evaluation = read_json(Path(eval_dir) / "evaluation.json")
+    metrics, verdict, metric = evaluation["metrics"], evaluation["verdict"], recipe.primary_metric
+    if pipeline_run_id:
+        existing = client.search_model_versions(f"name='{name}' and tag.pipeline_run_id='{pipeline_run_id}'")
+        if existing:
+            v = existing[0]
+            log.info("pipeline run %s already registered %s version %s", pipeline_run_id, name, v.version)
+            return {"model_name": name, "version": v.version, "alias": v.tags.get("alias", ""),
+                    "model_uri": f"models:/{name}/{v.version}", "run_id": v.run_id}
+
+    meta = read_meta(model_path)
+    example = pd.DataFrame(evaluation["input_example"])
+    lineage = {"pipeline_run_id": pipeline_run_id, "recipe_hash": recipe.hash(),
+               "data_hash": meta.lineage.get("data_hash", ""), "git_commit": git_commit(),
+               "gate": verdict, "model": meta.model_name}
+    with mlflow.start_run(experiment_id=_experiment_id(client, recipe.experiment),
+                          run_name=f"{recipe.name}-{pipeline_run_id[:12] or 'manual'}", tags=lineage) as run:
+        mlflow.log_params(recipe.flat_params())
+        mlflow.log_metrics({**metrics, **{f"train_{k}": v for k, v in meta.train_metrics.items()}})
+        mlflow.log_artifacts(eval_dir, "evaluation")
+        mlflow.log_dict(recipe.model_dump(mode="json", by_alias=True), "recipe.json")
+        info = mlflow.pyfunc.log_model(
+            name="model", registered_model_name=name, input_example=example,
+            signature=infer_signature(example, pd.DataFrame(evaluation["output_example"])),
+            **pyfunc_spec(model_path))
+    version = str(info.registered_model_version)
+    for key, value in {**lineage, f"metric.{metric}": str(metrics[metric])}.items():
+        client.set_model_version_tag(name, version, key, value)
+
+    try:
+        champion = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        champion = None
+    best = None
+    if champion is not None:
+        best = float(champion.tags.get(f"metric.{metric}") or client.get_run(champion.run_id).data.metrics[metric])
+    wins = champion is None or _is_better(metric, metrics[metric], best)
+    alias = "champion" if verdict == "passed" and wins else "challenger"
+    client.set_registered_model_alias(name, alias, version)
+    client.set_model_version_tag(name, version, "alias", alias)
+    log.info("registered %s version %s as %s (%s %.5g; champion before: %s)", name, version, alias, metric,
+             metrics[metric], "none" if champion is None else f"v{champion.version} {metric} {best:.5g}")
+    return {"model_name": name, "version": version, "alias": alias, "model_uri": f"models:/{name}/{version}",
+            "run_id": run.info.run_id}

@@ -1,0 +1,1 @@
+"""The KFP pipeline, its components, and the compile / submit commands."""

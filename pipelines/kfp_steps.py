@@ -1,0 +1,114 @@
+"""Thin KFP v2 components: each body sets up logging, parses the recipe, and calls a library step.
+
+Images come from ``images.image_for(step)``; ``install_kfp_package=False`` because every step
+image already holds kfp (and locally the runner's own environment does).
+"""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+
+from pipelines.images import image_for
+
+
+@dsl.component(base_image=image_for("data"), install_kfp_package=False)
+def load_data(recipe_json: str, data_uri: str, target: str, model_name: str, epochs: int,
+              learning_rate: float, registered_model_name: str, raw: Output[Dataset]) -> str:
+    """Read the recipe's data into one Parquet table; return the recipe with the run's knobs applied."""
+    from components.runner import resolve_recipe, step_logging
+    from components.steps.load import load
+
+    step_logging()
+    recipe = resolve_recipe(recipe_json, data_uri=data_uri, target=target, model_name=model_name, epochs=epochs,
+                            learning_rate=learning_rate, registered_model_name=registered_model_name)
+    raw.metadata.update(load(recipe, raw.path))
+    return recipe.to_json()
+
+
+@dsl.component(base_image=image_for("data"), install_kfp_package=False)
+def preprocess_data(recipe_json: str, raw: Input[Dataset], clean: Output[Dataset], schema: Output[Artifact],
+                    report: Output[Markdown]):
+    """Stateless cleaning and schema inference, with a data report."""
+    from components.recipe import Recipe
+    from components.runner import step_logging
+    from components.steps.preprocess import preprocess
+
+    step_logging()
+    result = preprocess(Recipe.from_json(recipe_json), raw.path, clean.path, schema.path, report.path)
+    clean.metadata.update({"rows": result["n_rows"], "features": len(result["features"])})
+
+
+@dsl.component(base_image=image_for("data"), install_kfp_package=False)
+def split_data(recipe_json: str, clean: Input[Dataset], train: Output[Dataset], val: Output[Dataset],
+               test: Output[Dataset]):
+    """Train / validation / test split."""
+    from components.recipe import Recipe
+    from components.runner import step_logging
+    from components.steps.split import split
+
+    step_logging()
+    sizes = split(Recipe.from_json(recipe_json), clean.path, train.path, val.path, test.path)
+    for part, artifact in (("train", train), ("val", val), ("test", test)):
+        artifact.metadata["rows"] = sizes[part]
+
+
+@dsl.component(base_image=image_for("train"), install_kfp_package=False)
+def train_model(recipe_json: str, train: Input[Dataset], val: Input[Dataset], schema: Input[Artifact],
+                model: Output[Model], metrics: Output[Metrics], learning_curve: Output[HTML]):
+    """Fit the feature transform and the model on the train split; write the model bundle."""
+    from components.recipe import Recipe
+    from components.runner import step_logging
+    from components.steps.train import train as run_train
+
+    step_logging()
+    recipe = Recipe.from_json(recipe_json)
+    for name, value in run_train(recipe, train.path, val.path, schema.path, model.path, learning_curve.path).items():
+        metrics.log_metric(name, value)
+    model.metadata.update({"model": recipe.model.name, "task": recipe.task, "framework": "mlflow-pyfunc"})
+
+
+@dsl.component(base_image=image_for("train"), install_kfp_package=False)
+def evaluate_model(recipe_json: str, model: Input[Model], test: Input[Dataset], metrics: Output[Metrics],
+                   classification_metrics: Output[ClassificationMetrics], evaluation: Output[Artifact],
+                   report: Output[HTML]) -> str:
+    """Test metrics, plots and the gate verdict ('passed' or 'failed')."""
+    from components.recipe import Recipe
+    from components.runner import step_logging
+    from components.steps.evaluate import evaluate
+
+    step_logging()
+    result = evaluate(Recipe.from_json(recipe_json), model.path, test.path, evaluation.path, report.path)
+    for name, value in result["metrics"].items():
+        metrics.log_metric(name, value)
+    if "confusion_matrix" in result:
+        cm = result["confusion_matrix"]
+        classification_metrics.log_confusion_matrix(cm["classes"], cm["matrix"])
+    if "roc" in result:
+        roc = result["roc"]
+        classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    return result["verdict"]
+
+
+@dsl.component(base_image=image_for("registry"), install_kfp_package=False)
+def register_model(recipe_json: str, model: Input[Model], evaluation: Input[Artifact], pipeline_run_id: str) -> str:
+    """Log and register the bundle in MLflow; alias champion or challenger. Returns the version as JSON."""
+    import json
+
+    from components.recipe import Recipe
+    from components.runner import step_logging
+    from components.steps.register import register
+
+    step_logging()
+    return json.dumps(register(Recipe.from_json(recipe_json), model.path, evaluation.path, pipeline_run_id))
+
+
+@dsl.component(base_image=image_for("deploy"), install_kfp_package=False)
+def deploy_model(recipe_json: str, registration: str, manifest: Output[Artifact]) -> str:
+    """Serve the champion: a local model server, or the InferenceService manifest for a cluster."""
+    from components.recipe import Recipe
+    from components.runner import step_logging
+    from components.steps.deploy import deploy
+
+    step_logging()
+    result = deploy(Recipe.from_json(recipe_json), manifest.path)
+    manifest.metadata.update({"url": result["url"], "version": result["version"], "after": registration})
+    return result["url"]

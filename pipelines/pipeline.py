@@ -1,0 +1,68 @@
+"""The pipeline: load → preprocess → split → train (GPU node) → evaluate → register → deploy (if gate passed).
+
+``make_pipeline(recipe)`` builds it with the recipe's values as the run form's defaults, so the
+KFP UI shows the common knobs (data URI, target, model, epochs, learning rate, registered
+model name) ready to edit, plus the whole recipe as one JSON parameter.
+"""
+
+from dataclasses import dataclass
+
+from kfp import dsl, kubernetes
+
+from components.recipe import Recipe
+from pipelines import kfp_steps as steps
+
+
+@dataclass(frozen=True)
+class TrainPlacement:
+    """Where the train step runs on a cluster (compile-time settings)."""
+    gpus: int = 1
+    accelerator: str = "nvidia.com/gpu"
+    node_selector: tuple[str, str] | None = ("nvidia.com/gpu.present", "true")
+    toleration: str | None = "nvidia.com/gpu"
+    cpu: str = "4"
+    memory: str = "16G"
+
+
+def make_pipeline(recipe: Recipe, placement: TrainPlacement = TrainPlacement()):
+    @dsl.pipeline(name=f"kfp-ml-platform-{recipe.name}",
+                  description=f"Train, evaluate, register and serve: recipe {recipe.name} ({recipe.task}).")
+    def training_pipeline(
+        data_uri: str = recipe.data.uri,
+        target: str = recipe.data.target,
+        model_name: str = recipe.model.name,
+        epochs: int = recipe.train.epochs,
+        learning_rate: float = recipe.train.learning_rate,
+        registered_model_name: str = recipe.registry.model_name,
+        recipe_json: str = recipe.to_json(),
+    ):
+        load = steps.load_data(recipe_json=recipe_json, data_uri=data_uri, target=target, model_name=model_name,
+                               epochs=epochs, learning_rate=learning_rate,
+                               registered_model_name=registered_model_name).set_display_name("load")
+        resolved = load.outputs["Output"]
+        prep = steps.preprocess_data(recipe_json=resolved, raw=load.outputs["raw"]).set_display_name("preprocess")
+        parts = steps.split_data(recipe_json=resolved, clean=prep.outputs["clean"]).set_display_name("split")
+        train = steps.train_model(recipe_json=resolved, train=parts.outputs["train"], val=parts.outputs["val"],
+                                  schema=prep.outputs["schema"]).set_display_name("train")
+        _place_on_gpu(train, placement)
+        evaluate = steps.evaluate_model(recipe_json=resolved, model=train.outputs["model"],
+                                        test=parts.outputs["test"]).set_display_name("evaluate")
+        register = steps.register_model(recipe_json=resolved, model=train.outputs["model"],
+                                        evaluation=evaluate.outputs["evaluation"],
+                                        pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER).set_display_name("register")
+        register.set_caching_options(False)  # side effects in MLflow; idempotent per run anyway
+        with dsl.If(evaluate.outputs["Output"] == "passed", name="gate-passed"):
+            deploy = steps.deploy_model(recipe_json=resolved, registration=register.output).set_display_name("deploy")
+            deploy.set_caching_options(False)
+
+    return training_pipeline
+
+
+def _place_on_gpu(task, placement: TrainPlacement) -> None:
+    task.set_cpu_request(placement.cpu).set_memory_request(placement.memory)
+    if placement.gpus:
+        task.set_accelerator_type(placement.accelerator).set_accelerator_limit(placement.gpus)
+    if placement.node_selector:
+        kubernetes.add_node_selector(task, label_key=placement.node_selector[0], label_value=placement.node_selector[1])
+    if placement.toleration:
+        kubernetes.add_toleration(task, key=placement.toleration, operator="Exists", effect="NoSchedule")

@@ -1,0 +1,129 @@
+"""Run a recipe: locally with kfp.local (default), or on a KFP endpoint with --host.
+
+    python pipelines/submit.py                                  # default recipe, whole DAG, locally
+    python pipelines/submit.py --recipe pipelines/recipes/breast-cancer.yaml --set train.epochs=20
+    python pipelines/submit.py --host https://kfp.example.com --experiment housing
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from components.recipe import Recipe, RecipeError  # noqa: E402
+from components.settings import local_service_env, platform_home  # noqa: E402
+
+DEFAULT_RECIPE = ROOT / "pipelines" / "recipes" / "california-housing.yaml"
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Everything that can be checked before any step runs: the model and its parameters."""
+    from components.models import build_adapter
+
+    build_adapter(recipe.model.name, recipe.task, 2 if recipe.task == "classification" else None, recipe.model.params)
+
+
+def run_local(recipe: Recipe) -> dict:
+    """Run the whole DAG on this machine and return what a person wants to know about it."""
+    from kfp import local
+
+    from pipelines.pipeline import TrainPlacement, make_pipeline
+
+    home = platform_home()
+    os.environ.update(local_service_env(home))
+    if not Path(recipe.data.uri).is_absolute():  # steps run with their own working directory
+        recipe = Recipe.parse(recipe.model_dump(mode="json", by_alias=True), [f"data.uri={ROOT / recipe.data.uri}"])
+    root = home / "pipeline_root"
+    root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    started = time.time()
+    make_pipeline(recipe, TrainPlacement(gpus=0, node_selector=None, toleration=None))()
+    return summarize(recipe, root, time.time() - started)
+
+
+def summarize(recipe: Recipe, root: Path, seconds: float) -> dict:
+    from mlflow import MlflowClient
+
+    name = recipe.registry.model_name
+    client = MlflowClient()
+    latest = max(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
+    runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    summary = {"seconds": round(seconds, 1), "outputs": str(runs[-1]) if runs else str(root),
+               "registered": f"{name} version {latest.version} ({latest.tags.get('alias', '?')})",
+               "gate": latest.tags.get("gate", "?"), "tracking_uri": os.environ["MLFLOW_TRACKING_URI"]}
+    state = platform_home() / "serving" / f"{name}.json"
+    if summary["gate"] == "passed" and state.is_file():
+        served = json.loads(state.read_text())
+        url = f"http://127.0.0.1:{served['port']}/v1/models/{name}:predict"
+        body = {"instances": sample_instances(Path(served["model_dir"]))}
+        summary.update(served_url=url, sample_request=body, sample_answer=post_json(url, body),
+                       curl=f"curl -s -H 'Content-Type: application/json' {url} -d {shlex.quote(json.dumps(body))}")
+    return summary
+
+
+def sample_instances(model_dir: Path, rows: int = 2) -> list[dict]:
+    """Rows from the input example MLflow stored with the registered version."""
+    example = json.loads((model_dir / "input_example.json").read_text())
+    return [dict(zip(example["columns"], row)) for row in example["data"][:rows]]
+
+
+def post_json(url: str, body: dict) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: str | None) -> str:
+    import kfp
+
+    from pipelines.pipeline import make_pipeline
+
+    client = kfp.Client(host=host)
+    run = client.create_run_from_pipeline_func(make_pipeline(recipe), arguments={},
+                                               experiment_name=experiment or recipe.experiment,
+                                               run_name=run_name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return f"{host.rstrip('/')}/#/runs/details/{run.run_id}"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML/JSON (default: %(default)s)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe field, e.g. --set train.epochs=20 (repeatable)")
+    parser.add_argument("--host", help="KFP endpoint; without it the pipeline runs locally with kfp.local")
+    parser.add_argument("--experiment", help="KFP experiment name (default: the recipe's experiment)")
+    parser.add_argument("--run-name")
+    args = parser.parse_args(argv)
+    try:
+        recipe = Recipe.from_file(args.recipe, args.overrides)
+        check_recipe(recipe)
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.host:
+        print(f"submitted: {submit_remote(recipe, args.host, args.experiment, args.run_name)}")
+        return 0
+    summary = run_local(recipe)
+    print("\n" + "=" * 72)
+    print(f"recipe {recipe.name}: pipeline finished in {summary['seconds']} s")
+    print(f"outputs:     {summary['outputs']}")
+    print(f"registered:  {summary['registered']}  (gate {summary['gate']}; MLflow {summary['tracking_uri']})")
+    if "served_url" in summary:
+        print(f"served at:   {summary['served_url']}")
+        print(f"sample answer: {json.dumps(summary['sample_answer'])}")
+        print(f"try it:\n  {summary['curl']}")
+    else:
+        print("not served: the gate did not pass (see the evaluate step's report)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

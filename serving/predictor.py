@@ -1,0 +1,128 @@
+"""KServe predictor over a model bundle: V1 and V2 (Open Inference Protocol) REST.
+
+V1  ``POST /v1/models/<m>:predict``  ``{"instances": [{"col": value, ...}, ...]}`` (or lists in
+    feature order) → ``{"predictions": [...]}``.
+V2  ``POST /v2/models/<m>/infer``    one input per feature column, each of shape [n].
+Bad requests raise ``InvalidInput`` (HTTP 400) naming what was wrong; the server keeps serving.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from kserve import InferOutput, InferRequest, InferResponse, Model
+from kserve.errors import InferenceError, InvalidInput
+
+from components.bundle import Bundle, load_bundle
+from components.errors import InvalidInputError
+
+log = logging.getLogger(__name__)
+MAX_INSTANCES = 100_000
+
+
+class BundlePredictor(Model):
+    def __init__(self, name: str, model_dir: str):
+        super().__init__(name)
+        self.model_dir = model_dir
+        self.bundle: Bundle | None = None
+
+    def load(self) -> bool:
+        self.bundle = load_bundle(self.model_dir)
+        # Warm up with one median/most-frequent row so the first request pays no lazy init.
+        self.bundle.predict_frame(pd.DataFrame([self._typical_row()]))
+        self.ready = True
+        log.info("loaded %s bundle (%s) from %s", self.bundle.meta.task, self.bundle.meta.model_name, self.model_dir)
+        return self.ready
+
+    def _typical_row(self) -> dict[str, Any]:
+        row = {}
+        for f in self.bundle.meta.features:
+            stats = f["stats"]
+            row[f["name"]] = next(iter(stats["top"])) if f["kind"] == "categorical" else stats["median"]
+        return row
+
+    # --- request decoding -----------------------------------------------------------------
+    def _v1_frame(self, payload: Any) -> pd.DataFrame:
+        if not isinstance(payload, dict) or "instances" not in payload:
+            raise InvalidInput('expected a JSON object with an "instances" list, e.g. '
+                               '{"instances": [{"feature": value, ...}]}')
+        instances = payload["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise InvalidInput('"instances" must be a non-empty list of records')
+        if len(instances) > MAX_INSTANCES:
+            raise InvalidInput(f'"instances" holds {len(instances)} records; at most {MAX_INSTANCES} per request')
+        names = self.bundle.feature_names
+        if all(isinstance(i, dict) for i in instances):
+            return pd.DataFrame.from_records(instances)
+        if all(isinstance(i, list) for i in instances):
+            bad = next((n for n, i in enumerate(instances) if len(i) != len(names)), None)
+            if bad is not None:
+                raise InvalidInput(f"instance {bad} has {len(instances[bad])} values; expected {len(names)} "
+                                   f"in the order {names}")
+            return pd.DataFrame(instances, columns=names)
+        raise InvalidInput("each instance must be an object {feature: value} or a list of feature values")
+
+    def _v2_frame(self, request: InferRequest) -> pd.DataFrame:
+        if not request.inputs:
+            raise InvalidInput("expected one input per feature column; got no inputs")
+        columns, lengths = {}, set()
+        for inp in request.inputs:
+            try:
+                values = inp.as_numpy()
+            except Exception as exc:
+                raise InvalidInput(f"input {inp.name!r}: {exc}") from None
+            if values.ndim == 2 and values.shape[1] == 1:
+                values = values[:, 0]
+            if values.ndim != 1:
+                raise InvalidInput(f"input {inp.name!r} has shape {list(values.shape)}; expected [n] (one column)")
+            if inp.datatype == "BYTES":
+                values = np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
+            elif not np.issubdtype(values.dtype, np.number) and values.dtype != bool:
+                raise InvalidInput(f"input {inp.name!r} has datatype {inp.datatype}; expected a number or BYTES")
+            columns[inp.name] = values
+            lengths.add(len(values))
+        if len(lengths) != 1:
+            raise InvalidInput(f"inputs have different lengths {sorted(lengths)}; every column needs the same n")
+        return pd.DataFrame(columns)
+
+    # --- prediction ------------------------------------------------------------------------
+    def _predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        try:
+            return self.bundle.predict_frame(frame)
+        except InvalidInputError as exc:
+            raise InvalidInput(str(exc)) from None
+        except Exception as exc:  # a model failure is the server's fault, not the client's
+            log.exception("prediction failed")
+            raise InferenceError(f"prediction failed: {exc}") from None
+
+    async def predict(self, payload, headers=None, response_headers=None):
+        if isinstance(payload, InferRequest):
+            out = self._predict_frame(self._v2_frame(payload))
+            return InferResponse(model_name=self.name, infer_outputs=self._v2_outputs(out),
+                                 response_id=payload.id or str(uuid.uuid4()))
+        out = self._predict_frame(self._v1_frame(payload))
+        return {"predictions": self._v1_predictions(out)}
+
+    def _v1_predictions(self, out: pd.DataFrame) -> list:
+        if self.bundle.meta.task == "regression":
+            return out["prediction"].astype(float).tolist()
+        classes = self.bundle.meta.classes
+        probs = out[[f"proba_{c}" for c in classes]].to_numpy()
+        return [{"label": label, "probability": float(p), "probabilities": dict(zip(classes, map(float, row)))}
+                for label, p, row in zip(out["label"], out["probability"], probs)]
+
+    def _v2_outputs(self, out: pd.DataFrame) -> list[InferOutput]:
+        n = len(out)
+        if self.bundle.meta.task == "regression":
+            return [InferOutput("prediction", [n], "FP64", out["prediction"].to_numpy(np.float64).tolist())]
+        classes = self.bundle.meta.classes
+        probs = out[[f"proba_{c}" for c in classes]].to_numpy(np.float64)
+        return [
+            InferOutput("label", [n], "BYTES", out["label"].astype(str).tolist()),
+            InferOutput("probability", [n], "FP64", out["probability"].to_numpy(np.float64).tolist()),
+            InferOutput("probabilities", [n, len(classes)], "FP64", probs.ravel().tolist(),
+                        parameters={"classes": ",".join(classes)}),
+        ]
