@@ -32,8 +32,9 @@ def split_indices(df: pd.DataFrame, recipe: Recipe) -> tuple[np.ndarray, np.ndar
         counts = pd.Series(stratify).value_counts()
         if counts.min() < 3:
             raise DataError(f"class {counts.idxmin()!r} has {counts.min()} row(s); stratified split needs 3 per class")
-    rest, test = train_test_split(idx, test_size=spec.test, random_state=spec.seed, stratify=stratify)
-    train, val = train_test_split(rest, test_size=spec.val / (spec.train + spec.val), random_state=spec.seed,
+    n_test, n_val = max(1, round(spec.test * len(df))), max(1, round(spec.val * len(df)))  # exact counts
+    rest, test = train_test_split(idx, test_size=n_test, random_state=spec.seed, stratify=stratify)
+    train, val = train_test_split(rest, test_size=n_val, random_state=spec.seed,
                                   stratify=None if stratify is None else stratify[rest])
     return train, val, test
 
