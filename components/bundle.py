@@ -115,15 +115,13 @@ def read_meta(path: str | Path) -> BundleMeta:
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    from .models import get_entry
     import joblib
+
+    from .models import load_adapter
 
     payload = _payload(path)
     meta = read_meta(payload)
-    adapter_cls = get_entry(meta.model_name).builder
-    adapter_cls = getattr(adapter_cls, "func", adapter_cls)  # functools.partial entries
-    adapter = adapter_cls.load(payload / "model")
-    adapter.catalog_name = meta.model_name
+    adapter = load_adapter(meta.model_name, payload / "model")
     return Bundle(meta, joblib.load(payload / "transform.joblib"), adapter)
 
 
@@ -149,7 +147,7 @@ class BundlePyfunc(_PythonModel):
     def load_context(self, context) -> None:
         self.bundle = load_bundle(context.artifacts["bundle"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return self.bundle.predict_frame(pd.DataFrame(model_input))
 
 

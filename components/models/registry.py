@@ -76,6 +76,14 @@ def build_adapter(name: str, task: str, n_classes: int | None = None, params: di
     return adapter
 
 
+def load_adapter(name: str, directory) -> "Adapter":
+    """Rebuild a fitted adapter that ``save`` wrote."""
+    builder = get_entry(name).builder
+    adapter = getattr(builder, "func", builder).load(directory)  # table entries are functools.partial
+    adapter.catalog_name = name
+    return adapter
+
+
 class Adapter:
     """Shared behaviour; subclasses implement ``check_params``, ``_fit``, ``_predict``, ``save``, ``load``."""
 
