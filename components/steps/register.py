@@ -56,7 +56,7 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
         if existing:
             v = existing[0]
             log.info("pipeline run %s already registered %s version %s", pipeline_run_id, name, v.version)
-            return {"model_name": name, "version": v.version, "alias": v.tags.get("alias", ""),
+            return {"model_name": name, "version": str(v.version), "alias": v.tags.get("alias", ""),
                     "model_uri": f"models:/{name}/{v.version}", "run_id": v.run_id}
 
     meta = read_meta(model_path)

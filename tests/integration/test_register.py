@@ -1,0 +1,74 @@
+"""register and deploy against a real MLflow tracking store (sqlite) and a real model server."""
+import json
+import shutil
+
+import pytest
+import requests
+from mlflow import MlflowClient
+
+from components.steps.deploy import deploy, stop_local_server
+from components.steps.register import register
+from tests.conftest import free_port, make_recipe
+
+pytestmark = pytest.mark.integration
+
+
+def _with_metric(p, tmp_path, rmse, name):
+    """A copy of the evaluation directory claiming another test RMSE (to exercise aliasing)."""
+    out = tmp_path / name
+    shutil.copytree(p["eval"], out)
+    data = json.loads((out / "evaluation.json").read_text())
+    data["metrics"]["rmse"] = rmse
+    (out / "evaluation.json").write_text(json.dumps(data))
+    return out
+
+
+def test_champion_only_when_gate_passes_and_not_worse(regression_run, mlflow_sqlite, tmp_path):
+    recipe, p = regression_run
+    client = MlflowClient()
+    first = register(recipe, p["model"], _with_metric(p, tmp_path, 0.6, "a"), "run-1")
+    assert first["alias"] == "champion" and first["version"] == "1"
+    worse = register(recipe, p["model"], _with_metric(p, tmp_path, 0.7, "b"), "run-2")
+    assert worse["alias"] == "challenger"
+    better = register(recipe, p["model"], _with_metric(p, tmp_path, 0.5, "c"), "run-3")
+    assert better["alias"] == "champion"
+    assert str(client.get_model_version_by_alias(recipe.registry.model_name, "champion").version) == "3"
+    assert str(client.get_model_version_by_alias(recipe.registry.model_name, "challenger").version) == "2"
+
+    failed_dir = _with_metric(p, tmp_path, 0.1, "d")
+    data = json.loads((failed_dir / "evaluation.json").read_text())
+    (failed_dir / "evaluation.json").write_text(json.dumps({**data, "verdict": "failed"}))
+    assert register(recipe, p["model"], failed_dir, "run-4")["alias"] == "challenger", "a failed gate never wins"
+
+
+def test_lineage_params_metrics_and_idempotence(regression_run, mlflow_sqlite):
+    recipe, p = regression_run
+    result = register(recipe, p["model"], p["eval"], "run-42")
+    again = register(recipe, p["model"], p["eval"], "run-42")
+    assert again["version"] == result["version"], "registering the same pipeline run twice makes one version"
+    client = MlflowClient()
+    version = client.get_model_version(recipe.registry.model_name, result["version"])
+    assert version.tags["pipeline_run_id"] == "run-42" and version.tags["recipe_hash"] == recipe.hash()
+    assert len(version.tags["data_hash"]) == 16 and "git_commit" in version.tags
+    run = client.get_run(result["run_id"])
+    assert run.data.params["train.epochs"] == str(recipe.train.epochs)
+    assert run.data.metrics["rmse"] == pytest.approx(json.loads((p["eval"] / "evaluation.json").read_text())["metrics"]["rmse"])
+    artifacts = {a.path for a in client.list_artifacts(result["run_id"], "evaluation")}
+    assert "evaluation/residuals.png" in artifacts and "evaluation/report.html" in artifacts
+
+
+def test_deploy_local_serves_the_champion_and_replaces_it(regression_run, mlflow_sqlite, tmp_path):
+    recipe, p = regression_run
+    recipe = make_recipe(deploy={"port": free_port()})
+    register(recipe, p["model"], p["eval"], "run-a")
+    try:
+        first = deploy(recipe, str(tmp_path / "isvc.yaml"))
+        row = json.loads((p["eval"] / "evaluation.json").read_text())["input_example"][0]
+        answer = requests.post(first["url"], json={"instances": [row]}, timeout=30).json()
+        assert isinstance(answer["predictions"][0], float)
+        manifest = (tmp_path / "isvc.yaml").read_text()
+        assert "kind: InferenceService" in manifest and "storageUri:" in manifest
+        second = deploy(recipe, None)  # same champion: the old process is replaced, still one server
+        assert requests.post(second["url"], json={"instances": [row]}, timeout=30).json() == answer
+    finally:
+        stop_local_server(recipe.registry.model_name)

@@ -1,0 +1,108 @@
+"""The KServe predictor as a real server process on 127.0.0.1: V1, V2, and 400s for bad requests."""
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from components.bundle import load_bundle
+from tests.conftest import free_port, start_process, stop_process, wait_http
+
+pytestmark = pytest.mark.integration
+
+
+def serve(python, run, name, tmp_path_factory):
+    _, p = run
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    proc = start_process([python, "-m", "serving", "--model_dir", str(p["model"]), "--model_name", name,
+                          "--http_port", str(port)], log)
+    wait_http(f"http://127.0.0.1:{port}/v2/models/{name}/ready", proc, 90, log)
+    return proc, f"http://127.0.0.1:{port}", p
+
+
+@pytest.fixture(scope="module")
+def housing(python, regression_run, tmp_path_factory):
+    proc, url, p = serve(python, regression_run, "housing", tmp_path_factory)
+    yield url, p
+    stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def cancer(python, classification_run, tmp_path_factory):
+    proc, url, p = serve(python, classification_run, "cancer", tmp_path_factory)
+    yield url, p
+    stop_process(proc)
+
+
+def rows(p, target, n=5):
+    return pd.read_parquet(p["test.parquet"]).drop(columns=target).head(n)
+
+
+def v2_body(frame):
+    return {"inputs": [{"name": c, "shape": [len(frame)], "datatype": "FP64" if frame[c].dtype.kind == "f" else "BYTES",
+                        "data": frame[c].tolist()} for c in frame.columns]}
+
+
+def test_v1_and_v2_equal_bundle_predictions(housing):
+    url, p = housing
+    frame = rows(p, "MedHouseVal")
+    expected = load_bundle(p["model"]).predict(frame)
+    v1 = requests.post(f"{url}/v1/models/housing:predict", json={"instances": frame.to_dict("records")}).json()
+    np.testing.assert_allclose(v1["predictions"], expected, rtol=1e-6)
+    as_lists = requests.post(f"{url}/v1/models/housing:predict", json={"instances": frame.values.tolist()}).json()
+    np.testing.assert_allclose(as_lists["predictions"], expected, rtol=1e-6)
+    v2 = requests.post(f"{url}/v2/models/housing/infer", json=v2_body(frame)).json()
+    assert v2["outputs"][0]["name"] == "prediction" and v2["outputs"][0]["shape"] == [5]
+    np.testing.assert_allclose(v2["outputs"][0]["data"], expected, rtol=1e-6)
+
+
+def test_classification_answers_carry_classes_and_probabilities(cancer):
+    url, p = cancer
+    frame = rows(p, "diagnosis")
+    bundle = load_bundle(p["model"])
+    proba, labels = bundle.predict_proba(frame), bundle.predict(frame)
+    v1 = requests.post(f"{url}/v1/models/cancer:predict", json={"instances": frame.to_dict("records")}).json()
+    assert [a["label"] for a in v1["predictions"]] == list(labels)
+    np.testing.assert_allclose([a["probabilities"]["malignant"] for a in v1["predictions"]], proba[:, 1], rtol=1e-5)
+    v2 = requests.post(f"{url}/v2/models/cancer/infer", json=v2_body(frame)).json()
+    out = {o["name"]: o for o in v2["outputs"]}
+    assert out["label"]["data"] == list(labels) and out["probabilities"]["shape"] == [5, 2]
+    assert out["probabilities"]["parameters"]["classes"] == "benign,malignant"
+
+
+BAD_V1 = [
+    ("not json {", "Unrecognized request format"),
+    ('{"rows": []}', 'with an \\"instances\\" list'),
+    ('{"instances": 3}', "instances"),
+    ('{"instances": []}', "non-empty list"),
+    ('{"instances": [[1, 2]]}', "expected 8 in the order"),
+    ('{"instances": [7]}', "object {feature: value} or a list"),
+    ('{"instances": [{"MedInc": 1}]}', "missing feature(s) ['HouseAge'"),
+]
+
+
+@pytest.mark.parametrize("body,reason", BAD_V1)
+def test_bad_v1_requests_get_400_with_reason(housing, body, reason):
+    url, _ = housing
+    resp = requests.post(f"{url}/v1/models/housing:predict", data=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert reason in resp.text
+
+
+def test_wrong_types_and_unknown_features(housing):
+    url, p = housing
+    record = rows(p, "MedHouseVal", 1).to_dict("records")[0]
+    for bad, reason in [({**record, "HouseAge": "old"}, "feature 'HouseAge' expects a number, got 'old'"),
+                        ({**record, "colour": "red"}, "unknown feature(s) ['colour']")]:
+        resp = requests.post(f"{url}/v1/models/housing:predict", json={"instances": [bad]})
+        assert resp.status_code == 400 and reason in resp.json()["error"]
+    frame = rows(p, "MedHouseVal", 2)
+    body = v2_body(frame)
+    body["inputs"][0]["data"] = body["inputs"][0]["data"][:1]
+    assert requests.post(f"{url}/v2/models/housing/infer", json=body).status_code == 400
+    body = v2_body(frame.astype({"HouseAge": object}).assign(HouseAge=["a", "b"]))
+    resp = requests.post(f"{url}/v2/models/housing/infer", json=body)
+    assert resp.status_code == 400 and "HouseAge" in resp.text
+    assert requests.post(f"{url}/v1/models/ghost:predict", json={"instances": [record]}).status_code == 404
+    ok = requests.post(f"{url}/v1/models/housing:predict", json={"instances": [record]})
+    assert ok.status_code == 200, "the server keeps serving after bad requests"
