@@ -84,11 +84,13 @@ class Bundle:
         return out
 
     # --- persistence ----------------------------------------------------------------------
-    def save(self, path: str | Path, extra_files: dict[str, Path] | None = None) -> None:
-        """Write the bundle as an MLflow pyfunc directory at ``path`` (which must not exist)."""
+    def save(self, path: str | Path, input_example: pd.DataFrame, extra_files: dict[str, Path] | None = None) -> None:
+        """Write the bundle as an MLflow pyfunc directory at ``path``, with signature and input example."""
         import joblib
         import mlflow.pyfunc
+        from mlflow.models import infer_signature
 
+        example = input_example[self.feature_names].head(5).reset_index(drop=True)
         with tempfile.TemporaryDirectory() as tmp:
             payload = Path(tmp) / "bundle"
             payload.mkdir()
@@ -97,7 +99,8 @@ class Bundle:
             self.adapter.save(payload / "model")
             for name, src in (extra_files or {}).items():
                 shutil.copy(src, payload / name)
-            mlflow.pyfunc.save_model(str(path), **pyfunc_spec(payload))
+            mlflow.pyfunc.save_model(str(path), signature=infer_signature(example, self.predict_frame(example)),
+                                     input_example=example, **pyfunc_spec(payload))
 
 
 def _payload(path: str | Path) -> Path:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -31,22 +30,19 @@ def main(argv=None) -> int:
     parser.add_argument("--recipe", default=str(DEFAULT_RECIPE))
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--output", default=str(ROOT / "pipelines" / "compiled" / "pipeline.yaml"))
-    parser.add_argument("--image-registry", help="overrides PLATFORM_IMAGE_REGISTRY")
-    parser.add_argument("--image-tag", help="overrides PLATFORM_IMAGE_TAG")
+    parser.add_argument("--image-registry", help="registry prefix of the step images (default: PLATFORM_IMAGE_REGISTRY)")
+    parser.add_argument("--image-tag", help="tag of the step images (default: PLATFORM_IMAGE_TAG)")
     parser.add_argument("--gpus", type=int, default=1, help="GPUs for the train step (0: CPU node)")
     parser.add_argument("--node-selector", default="nvidia.com/gpu.present=true",
                         help="key=value for the train step's node; '' for none")
     parser.add_argument("--toleration", default="nvidia.com/gpu", help="taint key the train step tolerates; '' for none")
     args = parser.parse_args(argv)
-    if args.image_registry:
-        os.environ["PLATFORM_IMAGE_REGISTRY"] = args.image_registry
-    if args.image_tag:
-        os.environ["PLATFORM_IMAGE_TAG"] = args.image_tag
     from components.recipe import RecipeError
     from pipelines.pipeline import TrainPlacement
 
     selector = tuple(args.node_selector.split("=", 1)) if args.node_selector else None
-    placement = TrainPlacement(gpus=args.gpus, node_selector=selector, toleration=args.toleration or None)
+    placement = TrainPlacement(gpus=args.gpus, node_selector=selector, toleration=args.toleration or None,
+                               image_registry=args.image_registry, image_tag=args.image_tag)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     try:
         out = compile_pipeline(args.recipe, args.overrides, args.output, placement)

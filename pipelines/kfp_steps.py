@@ -1,7 +1,8 @@
 """Thin KFP v2 components: each body sets up logging, parses the recipe, and calls a library step.
 
-Images come from ``images.image_for(step)``; ``install_kfp_package=False`` because every step
-image already holds kfp (and locally the runner's own environment does).
+The functions are turned into components by ``build_components`` at pipeline-build time, so the
+image registry and tag are chosen when compiling, not when this module is imported.
+``install_kfp_package=False`` because every step image already holds kfp.
 """
 
 from kfp import dsl
@@ -10,7 +11,6 @@ from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markd
 from pipelines.images import image_for
 
 
-@dsl.component(base_image=image_for("data"), install_kfp_package=False)
 def load_data(recipe_json: str, data_uri: str, target: str, model_name: str, epochs: int,
               learning_rate: float, registered_model_name: str, raw: Output[Dataset]) -> str:
     """Read the recipe's data into one Parquet table; return the recipe with the run's knobs applied."""
@@ -24,7 +24,6 @@ def load_data(recipe_json: str, data_uri: str, target: str, model_name: str, epo
     return recipe.to_json()
 
 
-@dsl.component(base_image=image_for("data"), install_kfp_package=False)
 def preprocess_data(recipe_json: str, raw: Input[Dataset], clean: Output[Dataset], schema: Output[Artifact],
                     report: Output[Markdown]):
     """Stateless cleaning and schema inference, with a data report."""
@@ -37,7 +36,6 @@ def preprocess_data(recipe_json: str, raw: Input[Dataset], clean: Output[Dataset
     clean.metadata.update({"rows": result["n_rows"], "features": len(result["features"])})
 
 
-@dsl.component(base_image=image_for("data"), install_kfp_package=False)
 def split_data(recipe_json: str, clean: Input[Dataset], train: Output[Dataset], val: Output[Dataset],
                test: Output[Dataset]):
     """Train / validation / test split."""
@@ -51,7 +49,6 @@ def split_data(recipe_json: str, clean: Input[Dataset], train: Output[Dataset], 
         artifact.metadata["rows"] = sizes[part]
 
 
-@dsl.component(base_image=image_for("train"), install_kfp_package=False)
 def train_model(recipe_json: str, train: Input[Dataset], val: Input[Dataset], schema: Input[Artifact],
                 model: Output[Model], metrics: Output[Metrics], learning_curve: Output[HTML]):
     """Fit the feature transform and the model on the train split; write the model bundle."""
@@ -66,7 +63,6 @@ def train_model(recipe_json: str, train: Input[Dataset], val: Input[Dataset], sc
     model.metadata.update({"model": recipe.model.name, "task": recipe.task, "framework": "mlflow-pyfunc"})
 
 
-@dsl.component(base_image=image_for("train"), install_kfp_package=False)
 def evaluate_model(recipe_json: str, model: Input[Model], test: Input[Dataset], metrics: Output[Metrics],
                    classification_metrics: Output[ClassificationMetrics], evaluation: Output[Artifact],
                    report: Output[HTML]) -> str:
@@ -88,7 +84,6 @@ def evaluate_model(recipe_json: str, model: Input[Model], test: Input[Dataset], 
     return result["verdict"]
 
 
-@dsl.component(base_image=image_for("registry"), install_kfp_package=False)
 def register_model(recipe_json: str, model: Input[Model], evaluation: Input[Artifact], pipeline_run_id: str) -> str:
     """Log and register the bundle in MLflow; alias champion or challenger. Returns the version as JSON."""
     import json
@@ -101,7 +96,6 @@ def register_model(recipe_json: str, model: Input[Model], evaluation: Input[Arti
     return json.dumps(register(Recipe.from_json(recipe_json), model.path, evaluation.path, pipeline_run_id))
 
 
-@dsl.component(base_image=image_for("deploy"), install_kfp_package=False)
 def deploy_model(recipe_json: str, registration: str, manifest: Output[Artifact]) -> str:
     """Serve the champion: a local model server, or the InferenceService manifest for a cluster."""
     from components.recipe import Recipe
@@ -112,3 +106,13 @@ def deploy_model(recipe_json: str, registration: str, manifest: Output[Artifact]
     result = deploy(Recipe.from_json(recipe_json), manifest.path)
     manifest.metadata.update({"url": result["url"], "version": result["version"], "after": registration})
     return result["url"]
+
+
+STEP_IMAGES = {load_data: "data", preprocess_data: "data", split_data: "data", train_model: "train",
+               evaluate_model: "train", register_model: "registry", deploy_model: "deploy"}
+
+
+def build_components(registry: str | None = None, tag: str | None = None) -> dict:
+    """Function name → KFP component, each on its step's image."""
+    return {func.__name__: dsl.component(func, base_image=image_for(step, registry, tag), install_kfp_package=False)
+            for func, step in STEP_IMAGES.items()}

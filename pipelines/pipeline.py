@@ -6,25 +6,30 @@ model name) ready to edit, plus the whole recipe as one JSON parameter.
 """
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from kfp import dsl, kubernetes
 
 from components.recipe import Recipe
-from pipelines import kfp_steps as steps
+from pipelines.kfp_steps import build_components
 
 
 @dataclass(frozen=True)
 class TrainPlacement:
-    """Where the train step runs on a cluster (compile-time settings)."""
+    """Compile-time cluster settings: where the train step runs, and which images the steps use."""
     gpus: int = 1
     accelerator: str = "nvidia.com/gpu"
     node_selector: tuple[str, str] | None = ("nvidia.com/gpu.present", "true")
     toleration: str | None = "nvidia.com/gpu"
     cpu: str = "4"
     memory: str = "16G"
+    image_registry: str | None = None   # None: PLATFORM_IMAGE_REGISTRY
+    image_tag: str | None = None        # None: PLATFORM_IMAGE_TAG
 
 
 def make_pipeline(recipe: Recipe, placement: TrainPlacement = TrainPlacement()):
+    steps = SimpleNamespace(**build_components(placement.image_registry, placement.image_tag))
+
     @dsl.pipeline(name=f"kfp-ml-platform-{recipe.name}",
                   description=f"Train, evaluate, register and serve: recipe {recipe.name} ({recipe.task}).")
     def training_pipeline(

@@ -11,9 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-import pandas as pd
-
-from ..bundle import pyfunc_spec, read_json, read_meta
+from ..bundle import read_json, read_meta
 from ..recipe import Recipe
 from .evaluate import LOWER_IS_BETTER
 
@@ -46,7 +44,6 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-    from mlflow.models import infer_signature
 
     client, name = MlflowClient(), recipe.registry.model_name
     evaluation = read_json(Path(eval_dir) / "evaluation.json")
@@ -60,23 +57,25 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
                     "model_uri": f"models:/{name}/{v.version}", "run_id": v.run_id}
 
     meta = read_meta(model_path)
-    example = pd.DataFrame(evaluation["input_example"])
     lineage = {"pipeline_run_id": pipeline_run_id, "recipe_hash": recipe.hash(),
                "data_hash": meta.lineage.get("data_hash", ""), "git_commit": git_commit(),
                "gate": verdict, "model": meta.model_name}
-    with mlflow.start_run(experiment_id=_experiment_id(client, recipe.experiment),
+    experiment_id = _experiment_id(client, recipe.experiment)
+    with mlflow.start_run(experiment_id=experiment_id,
                           run_name=f"{recipe.name}-{pipeline_run_id[:12] or 'manual'}", tags=lineage) as run:
         mlflow.log_params(recipe.flat_params())
         mlflow.log_metrics({**metrics, **{f"train_{k}": v for k, v in meta.train_metrics.items()}})
         mlflow.log_artifacts(eval_dir, "evaluation")
         mlflow.log_dict(recipe.model_dump(mode="json", by_alias=True), "recipe.json")
-        info = mlflow.pyfunc.log_model(
-            name="model", registered_model_name=name, input_example=example,
-            signature=infer_signature(example, pd.DataFrame(evaluation["output_example"])),
-            **pyfunc_spec(model_path))
-    version = str(info.registered_model_version)
-    for key, value in {**lineage, f"metric.{metric}": str(metrics[metric])}.items():
-        client.set_model_version_tag(name, version, key, value)
+        # The bundle is already a complete pyfunc model (signature, input example): upload it as
+        # it is, so the registered version is byte for byte what evaluate scored.
+        logged = mlflow.initialize_logged_model(name="model", source_run_id=run.info.run_id, tags=lineage,
+                                                experiment_id=experiment_id)
+        client.log_model_artifacts(logged.model_id, str(model_path))
+        mlflow.finalize_logged_model(logged.model_id, "READY")
+        registered = mlflow.register_model(f"models:/{logged.model_id}", name,
+                                           tags={**lineage, f"metric.{metric}": str(metrics[metric])})
+    version = str(registered.version)
 
     try:
         champion = client.get_model_version_by_alias(name, "champion")

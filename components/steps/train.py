@@ -66,7 +66,7 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
     with tempfile.TemporaryDirectory() as tmp:
         curve = plots.learning_curve(adapter.history_, Path(tmp) / "learning_curve.png")
         with atomic_path(model_path) as out:
-            Bundle(meta, transform, adapter).save(out, extra_files={"learning_curve.png": curve})
+            Bundle(meta, transform, adapter).save(out, input_example=val_df, extra_files={"learning_curve.png": curve})
         if curve_html_path:
             with atomic_path(curve_html_path) as out:
                 out.write_text(plots.html_report(f"Training: {recipe.model.name}", {"training": metrics}, [curve]))

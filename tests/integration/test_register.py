@@ -63,7 +63,8 @@ def test_deploy_local_serves_the_champion_and_replaces_it(regression_run, mlflow
     register(recipe, p["model"], p["eval"], "run-a")
     try:
         first = deploy(recipe, str(tmp_path / "isvc.yaml"))
-        row = json.loads((p["eval"] / "evaluation.json").read_text())["input_example"][0]
+        example = json.loads((p["model"] / "input_example.json").read_text())
+        row = dict(zip(example["columns"], example["data"][0]))
         answer = requests.post(first["url"], json={"instances": [row]}, timeout=30).json()
         assert isinstance(answer["predictions"][0], float)
         manifest = (tmp_path / "isvc.yaml").read_text()

@@ -1,0 +1,38 @@
+# The two commands a newcomer needs:  `make run`  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch 2.13.0 is the CPU wheel this project is developed with; on a CUDA machine set TORCH=torch==<version>.
+TORCH  ?= torch==2.13.0
+RECIPE ?= pipelines/recipes/california-housing.yaml
+
+.PHONY: setup run test test-fast compile models stop clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+run: setup           ## the default recipe through the whole DAG locally, ending with a served model
+	$(BIN)/python pipelines/submit.py --recipe $(RECIPE)
+
+test: setup          ## unit, integration (real local services) and end-to-end tests
+	$(BIN)/python -m pytest -q
+
+test-fast: setup     ## unit tests only
+	$(BIN)/python -m pytest -q tests/unit
+
+compile: setup       ## pipelines/compiled/pipeline.yaml for the KFP UI
+	$(BIN)/python pipelines/compile.py --recipe $(RECIPE)
+
+models: setup        ## the model catalog
+	$(BIN)/python -m components.models list
+
+stop:                ## stop local model servers started by `make run`
+	$(BIN)/python -c "import json,pathlib;from components.steps.deploy import stop_local_server as s;[s(p.stem) for p in pathlib.Path('.platform/serving').glob('*.json')]"
+
+clean: stop
+	rm -rf .platform pipelines/compiled

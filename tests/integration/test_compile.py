@@ -1,0 +1,64 @@
+"""The compiled pipeline a user uploads in the KFP UI."""
+import yaml
+
+from pipelines.compile import main as compile_main
+
+STEPS = ["load-data", "preprocess-data", "split-data", "train-model", "evaluate-model", "register-model"]
+
+
+def compiled(tmp_path, *args):
+    out = tmp_path / "pipeline.yaml"
+    assert compile_main(["--output", str(out), *args]) == 0
+    docs = list(yaml.safe_load_all(out.read_text()))
+    return docs[0], (docs[1] if len(docs) > 1 else {})
+
+
+def test_dag_order_gpu_on_train_only_and_gated_deploy(tmp_path):
+    spec, platform = compiled(tmp_path)
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(STEPS) <= set(tasks)
+    deps = {name: set(t.get("dependentTasks", [])) for name, t in tasks.items()}
+    assert deps["preprocess-data"] == {"load-data"} and "split-data" in deps["train-model"]
+    assert {"train-model", "split-data"} <= deps["evaluate-model"] and "evaluate-model" in deps["register-model"]
+
+    condition = next(t for n, t in tasks.items() if n.startswith("condition"))
+    assert "evaluate-model" in condition["dependentTasks"]
+    assert "== 'passed'" in condition["triggerPolicy"]["condition"]
+    inner = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]
+    assert list(inner) == ["deploy-model"]
+
+    executors = spec["deploymentSpec"]["executors"]
+    gpu = {name: e["container"].get("resources", {}).get("accelerator") for name, e in executors.items()}
+    assert gpu.pop("exec-train-model") == {"count": "1", "resourceCount": "1", "resourceType": "nvidia.com/gpu",
+                                           "type": "nvidia.com/gpu"}
+    assert not any(gpu.values()), "only train asks for a GPU"
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(k8s) == {"exec-train-model"}
+    assert k8s["exec-train-model"]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+    assert k8s["exec-train-model"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+def test_run_form_knobs_have_recipe_defaults(tmp_path):
+    spec, _ = compiled(tmp_path, "--set", "train.epochs=33")
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == {"data_uri", "target", "model_name", "epochs", "learning_rate", "registered_model_name",
+                           "recipe_json"}
+    assert params["epochs"]["defaultValue"] == 33 and params["target"]["defaultValue"] == "MedHouseVal"
+    assert '"epochs":33' in params["recipe_json"]["defaultValue"]
+
+
+def test_images_and_placement_are_configurable(tmp_path):
+    spec, platform = compiled(tmp_path, "--image-registry", "registry.local/ml", "--image-tag", "v9",
+                              "--gpus", "2", "--node-selector", "pool=a100", "--toleration", "")
+    images = {n: e["container"]["image"] for n, e in spec["deploymentSpec"]["executors"].items()}
+    assert images["exec-train-model"] == "registry.local/ml/train:v9"
+    assert images["exec-load-data"] == "registry.local/ml/data:v9"
+    assert len(set(images.values())) == 4  # data, train, registry, deploy
+    assert spec["deploymentSpec"]["executors"]["exec-train-model"]["container"]["resources"]["accelerator"]["count"] == "2"
+    train = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train-model"]
+    assert train["nodeSelector"]["labels"] == {"pool": "a100"} and "tolerations" not in train
+
+
+def test_bad_recipe_is_refused_before_compiling(tmp_path, capsys):
+    assert compile_main(["--output", str(tmp_path / "x.yaml"), "--set", "train.epochs=0"]) == 2
+    assert "train.epochs" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()

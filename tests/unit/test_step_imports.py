@@ -1,0 +1,26 @@
+"""Steps that need no torch must not import it (their images do not have it)."""
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import ROOT
+
+
+def test_data_register_and_deploy_steps_run_without_torch(regression_run, tmp_path):
+    _, p = regression_run
+    script = textwrap.dedent(f"""
+        import os, sys
+        os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///{tmp_path}/m.db"
+        from tests.conftest import make_recipe
+        from components.steps import load, preprocess, split, register, deploy
+        r = make_recipe()
+        d = "{tmp_path}"
+        load.load(r, d + "/raw.parquet")
+        preprocess.preprocess(r, d + "/raw.parquet", d + "/clean.parquet", d + "/schema.json", d + "/r.md")
+        split.split(r, d + "/clean.parquet", d + "/a.parquet", d + "/b.parquet", d + "/c.parquet")
+        register.register(r, "{p['model']}", "{p['eval']}", "no-torch")
+        assert "torch" not in sys.modules, "a torch-free step imported torch"
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
