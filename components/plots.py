@@ -17,9 +17,9 @@ def _figure():
     return plt, *plt.subplots(figsize=(5.5, 4), dpi=100)
 
 
-def _save(plt, fig, ax, path: Path, title: str) -> Path:
+def _save(plt, fig, ax, path: Path, title: str, grid: bool = True) -> Path:
     ax.set_title(title)
-    ax.grid(alpha=0.3)
+    ax.grid(grid, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -33,6 +33,8 @@ def learning_curve(history: list[dict], path: Path) -> Path:
         if any(key in h for h in history):
             ax.plot(epochs, [h.get(key, np.nan) for h in history], marker="." if len(epochs) < 30 else None,
                     label=key.replace("_", " "))
+    best = min(history, key=lambda h: h["val_loss"])
+    ax.axvline(best["epoch"], color="grey", ls="--", lw=1, label=f"best epoch {best['epoch']}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend()
@@ -63,7 +65,7 @@ def confusion(matrix: np.ndarray, classes: list[str], path: Path) -> Path:
 
     plt, fig, ax = _figure()
     ConfusionMatrixDisplay(matrix, display_labels=classes).plot(ax=ax, colorbar=False, xticks_rotation=45)
-    return _save(plt, fig, ax, path, "Confusion matrix")
+    return _save(plt, fig, ax, path, "Confusion matrix", grid=False)
 
 
 def curves(y_onehot: np.ndarray, proba: np.ndarray, classes: list[str], kind: str, path: Path) -> Path:

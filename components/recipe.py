@@ -210,3 +210,31 @@ def _describe(exc: ValidationError) -> str:
 
 def json_schema() -> dict[str, Any]:
     return Recipe.model_json_schema(by_alias=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m components.recipe schema`` | ``validate FILE [--set k=v ...]``."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m components.recipe")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("schema", help="print the recipe's JSON Schema (for forms and editors)")
+    check = sub.add_parser("validate", help="validate a recipe file and print it resolved")
+    check.add_argument("path")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    if args.command == "schema":
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    try:
+        print(yaml.safe_dump(Recipe.from_file(args.path, args.overrides).model_dump(mode="json", by_alias=True),
+                             sort_keys=False))
+    except RecipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -20,4 +20,5 @@ def local_service_env(home: Path) -> dict[str, str]:
         "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
         "PLATFORM_ARTIFACT_ROOT": os.environ.get("PLATFORM_ARTIFACT_ROOT", str(home / "mlartifacts")),
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # progress bars garble step logs
     }

@@ -93,12 +93,15 @@ def stop_local_server(name: str) -> None:
         return
     pid = json.loads(state_file.read_text())["pid"]
     try:
+        if "serving" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            raise ProcessLookupError  # the pid was reused by something else: nothing of ours to stop
+
         os.killpg(pid, signal.SIGTERM)
         for _ in range(100):
             os.kill(pid, 0)
             time.sleep(0.1)
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
+    except (ProcessLookupError, FileNotFoundError):
         pass
     state_file.unlink(missing_ok=True)
 

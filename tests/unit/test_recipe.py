@@ -81,3 +81,13 @@ def test_run_form_knobs_override_recipe():
                               data_uri=None, registered_model_name="other")
     assert (resolved.train.epochs, resolved.train.learning_rate, resolved.model.name) == (3, 0.01, "linear")
     assert resolved.registry.model_name == "other" and resolved.data.target == recipe.data.target
+
+
+def test_cli_schema_and_validate(capsys):
+    from components.recipe import main
+
+    assert main(["schema"]) == 0 and '"properties"' in capsys.readouterr().out
+    path = str(ROOT / "pipelines" / "recipes" / "wine.yaml")
+    assert main(["validate", path, "--set", "train.epochs=4"]) == 0 and "epochs: 4" in capsys.readouterr().out
+    assert main(["validate", path, "--set", "split.method=sideways"]) == 2
+    assert "split.method" in capsys.readouterr().err
