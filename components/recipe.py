@@ -77,6 +77,18 @@ class TrainSpec(_Section):
     early_stopping_patience: int = Field(16, gt=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(True, description="Mixed precision on CUDA (ignored on CPU).")
+    compile: Literal["off", "default", "reduce-overhead"] = "off"
+    grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value.")
+    pos_weight: Literal["global"] | float | None = Field(
+        None, description="Binary only: weight of positives; 'global' = negatives/positives in train.")
+    loss: Literal["auto", "bce_soft_f1"] = Field(
+        "auto", description="auto: MSE / BCE / cross-entropy; bce_soft_f1: alpha*BCE + (1-alpha)*(1-soft F1).")
+    soft_f1_alpha: float = Field(0.5, ge=0, le=1)
+    checkpoint_path: str | None = Field(None, description="Write the best epoch's weights here as training runs.")
+    init_from: str | None = Field(
+        None, description="Fine-tune from a registered version (models:/name@alias), a bundle dir or a .pt file.")
+    deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (slower on GPU).")
 
 
 class EvaluateSpec(_Section):

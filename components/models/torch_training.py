@@ -2,13 +2,14 @@
 
 Batches are slices of a shuffled index into tensors that already sit on the device: no
 ``DataLoader(TensorDataset)`` and no per-sample indexing, which is what makes tabular
-training fast on CPU as well as GPU.
+training fast on CPU as well as GPU (see tests/benchmarks/bench_tabular_training.py).
 """
 from __future__ import annotations
 
 import copy
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,50 +33,97 @@ def _optimizer(params, spec) -> torch.optim.Optimizer:
     return cls(params, lr=spec.learning_rate, weight_decay=spec.weight_decay)
 
 
+def soft_f1_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - F1 computed on probabilities, differentiable; pulls the decision towards F1."""
+    p = torch.sigmoid(logits)
+    tp = (p * target).sum()
+    return 1 - 2 * tp / (p.sum() + target.sum() + 1e-8)
+
+
+def make_loss(task: str, n_out: int, y: np.ndarray, spec, device) -> nn.Module | callable:
+    if task == "regression":
+        return nn.MSELoss()
+    if n_out > 1:
+        return nn.CrossEntropyLoss()
+    weight = None
+    if spec.pos_weight == "global":
+        positives = float(np.sum(y == 1))
+        weight = (len(y) - positives) / max(positives, 1.0)
+    elif spec.pos_weight is not None:
+        weight = float(spec.pos_weight)
+    bce = nn.BCEWithLogitsLoss(pos_weight=None if weight is None else torch.tensor([weight], device=device))
+    if weight is not None:
+        log.info("binary loss with pos_weight %.4g", weight)
+    if spec.loss != "bce_soft_f1":
+        return bce
+    alpha = spec.soft_f1_alpha
+    return lambda logits, target: alpha * bce(logits, target) + (1 - alpha) * soft_f1_loss(logits, target)
+
+
+def _targets(y: np.ndarray, task: str, n_out: int) -> torch.Tensor:
+    if task == "regression" or n_out == 1:
+        return torch.as_tensor(y, dtype=torch.float32).view(-1, 1)
+    return torch.as_tensor(y, dtype=torch.long)
+
+
 def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) -> list[dict[str, float]]:
     """Train ``net``; early stopping on validation loss restores the best weights. Returns the history."""
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)
+    if spec.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
     device = resolve_device(spec.device)
     net.to(device)
-    regression = task == "regression"
-    to_y = (lambda a: torch.as_tensor(a, dtype=torch.float32).view(-1, 1)) if regression else \
-        (lambda a: torch.as_tensor(a, dtype=torch.long))
-    Xt, yt = torch.as_tensor(X).to(device), to_y(y).to(device)
-    Xv, yv = torch.as_tensor(X_val).to(device), to_y(y_val).to(device)
-    loss_fn = nn.MSELoss() if regression else nn.CrossEntropyLoss()
+    with torch.no_grad():
+        n_out = net.eval()(torch.as_tensor(X[:2]).to(device)).shape[-1]
+    Xt, yt = torch.as_tensor(X).to(device), _targets(y, task, n_out).to(device)
+    Xv, yv = torch.as_tensor(X_val).to(device), _targets(y_val, task, n_out).to(device)
+    loss_fn = make_loss(task, n_out, np.asarray(y), spec, device)
     opt = _optimizer(net.parameters(), spec)
     sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, spec.early_stopping_patience // 3))
              if spec.scheduler == "plateau" else None)
+    use_amp = spec.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    forward = torch.compile(net, mode=None if spec.compile == "default" else spec.compile) \
+        if spec.compile != "off" else net
+    has_bn = any(isinstance(m, nn.BatchNorm1d) for m in net.modules())
     gen = torch.Generator(device="cpu").manual_seed(spec.seed)
     n, bs = len(Xt), spec.batch_size
     best_loss, best_state, best_epoch, history = float("inf"), None, 0, []
-    log.info("training on %s: %d rows, %d features, %d epochs, batch %d", device, n, Xt.shape[1], spec.epochs, bs)
+    log.info("training on %s%s: %d samples, input %s, %d epochs, batch %d", device, " (AMP)" if use_amp else "",
+             n, tuple(Xt.shape[1:]), spec.epochs, bs)
 
     for epoch in range(1, spec.epochs + 1):
         start = time.perf_counter()
         net.train()
         order = torch.randperm(n, generator=gen).to(device)
-        total = 0.0
+        total = torch.zeros((), device=device)
         for i in range(0, n, bs):
             idx = order[i:i + bs]
-            if len(idx) == 1 and n > 1 and any(isinstance(m, nn.BatchNorm1d) for m in net.modules()):
+            if has_bn and len(idx) == 1:
                 continue  # BatchNorm cannot normalise a batch of one
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(Xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        val_loss = _evaluate_loss(net, Xv, yv, loss_fn, bs)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                loss = loss_fn(forward(Xt[idx]), yt[idx])
+            scaler.scale(loss).backward()
+            if spec.grad_clip:
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(net.parameters(), spec.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            total += loss.detach() * len(idx)  # stays on the device: no sync per batch
+        val_loss = _evaluate_loss(forward, Xv, yv, loss_fn, bs, use_amp, device)
         if sched is not None:
             sched.step(val_loss)
-        state = {"epoch": epoch, "train_loss": total / n, "val_loss": val_loss,
+        state = {"epoch": epoch, "train_loss": float(total) / n, "val_loss": val_loss,
                  "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
         history.append(state)
         callback(state)
         if val_loss < best_loss - 1e-7:
             best_loss, best_epoch = val_loss, epoch
             best_state = copy.deepcopy(net.state_dict())
+            if spec.checkpoint_path:
+                _save_checkpoint(best_state, epoch, val_loss, spec.checkpoint_path)
         elif epoch - best_epoch >= spec.early_stopping_patience:
             log.info("early stopping at epoch %d; best epoch %d (val_loss %.5f)", epoch, best_epoch, best_loss)
             break
@@ -85,10 +133,21 @@ def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) ->
     return history
 
 
+def _save_checkpoint(state: dict, epoch: int, val_loss: float, path: str) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".partial")
+    torch.save({"state_dict": state, "epoch": epoch, "val_loss": val_loss}, tmp)
+    tmp.replace(target)
+
+
 @torch.no_grad()
-def _evaluate_loss(net, X, y, loss_fn, bs) -> float:
+def _evaluate_loss(net, X, y, loss_fn, bs, use_amp, device) -> float:
     net.eval()
-    total = sum(loss_fn(net(X[i:i + bs]), y[i:i + bs]).item() * len(X[i:i + bs]) for i in range(0, len(X), bs))
+    total = 0.0
+    for i in range(0, len(X), bs):
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            total += float(loss_fn(net(X[i:i + bs]), y[i:i + bs])) * len(X[i:i + bs])
     return total / max(len(X), 1)
 
 
@@ -96,4 +155,40 @@ def _evaluate_loss(net, X, y, loss_fn, bs) -> float:
 def predict_module(net: nn.Module, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
     net.eval()
     Xt = torch.as_tensor(X, dtype=torch.float32)
-    return torch.cat([net(Xt[i:i + batch_size]) for i in range(0, len(Xt), batch_size)]).numpy()
+    return torch.cat([net(Xt[i:i + batch_size]) for i in range(0, len(Xt), batch_size)]).float().numpy()
+
+
+def to_scores(out: np.ndarray, task: str) -> np.ndarray:
+    """Network outputs → regression values [n] or class probabilities [n, k]."""
+    if task == "regression":
+        return out[:, 0]
+    if out.shape[1] == 1:
+        p = 1 / (1 + np.exp(-out[:, 0]))
+        return np.stack([1 - p, p], axis=1)
+    e = np.exp(out - out.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def load_initial_weights(net: nn.Module, source: str) -> None:
+    """Fine-tuning: start from a registered version (models:/…), a bundle directory or a .pt file."""
+    path = Path(source)
+    if source.startswith("models:/"):
+        import mlflow.artifacts
+
+        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
+    if path.is_dir():
+        from ..bundle import PAYLOAD
+
+        path = next(p for p in (path / PAYLOAD / "model" / "model.pt", path / "model" / "model.pt",
+                                path / "model.pt") if p.exists() or p == path / "model.pt")
+    if not path.is_file():
+        raise FileNotFoundError(f"train.init_from: no weights at {source!r}; expected models:/name@alias, "
+                                "a bundle directory or a .pt file")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"train.init_from: weights in {path} do not fit this network "
+                         f"(same model and params needed): {str(exc).splitlines()[0]}") from None
+    log.info("initialised weights from %s", source)
