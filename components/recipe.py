@@ -30,7 +30,7 @@ class _Section(BaseModel):
 class DataSpec(_Section):
     uri: str = Field(description="Local path, glob, or object-store URI of the raw data.")
     format: Literal["auto", "csv", "json", "parquet"] = "auto"
-    target: str = Field(description="Name of the column to predict.")
+    target: str | None = Field(None, description="Column to predict (tables; time series name a label channel).")
     drop_columns: list[str] = Field(default_factory=list, description="Columns never used as features.")
     sample_rows: int | None = Field(default=None, gt=0, description="Keep a seeded random sample (quick runs).")
 
@@ -45,20 +45,39 @@ class PreprocessSpec(_Section):
 
 
 class SplitSpec(_Section):
-    method: Literal["random", "stratified", "group"] = "random"
+    method: Literal["random", "stratified", "group", "time", "rolling"] = "random"
     train: float = Field(0.7, gt=0, lt=1)
     val: float = Field(0.1, gt=0, lt=1)
     test: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
     group_column: str | None = None
+    folds: int = Field(3, ge=2, description="rolling: expanding-window folds; the pipeline trains on the last.")
 
     @model_validator(mode="after")
     def _check(self) -> "SplitSpec":
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + val + test must sum to 1, got {total:g}")
-        if self.method == "group" and not self.group_column:
-            raise ValueError("method 'group' needs group_column")
+        return self
+
+
+class TimeSeriesSpec(_Section):
+    """Sliding windows over channels: X = L steps of every input channel, y = a later value."""
+    context_len: int = Field(32, gt=0, description="L: time steps per window (window T = L + label_offset).")
+    label_offset: int = Field(1, gt=0, description="How many steps after the window's last step the label is.")
+    label_source_channel: str = Field(description="Channel whose future value is the label.")
+    drop_label_from_x: bool = False
+    label_rule: Literal["value", "nonzero", "gt", "lt", "quantile"] = Field(
+        "value", description="value: regression; nonzero / gt / lt / quantile: binary label from the value.")
+    threshold: float = Field(0.0, description="gt/lt: the threshold; quantile: q in (0, 1) of the train labels.")
+    channels: list[str] | None = Field(None, description="Value columns to use; all but timestamp/group if unset.")
+    timestamp_column: str | None = None
+    group_column: str | None = Field(None, description="Column naming separate series; windows stay inside one.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "TimeSeriesSpec":
+        if self.label_rule == "quantile" and not 0 < self.threshold < 1:
+            raise ValueError(f"label_rule 'quantile' needs threshold in (0, 1), got {self.threshold}")
         return self
 
 
@@ -120,6 +139,7 @@ class Recipe(_Section):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     task: Task
     data: DataSpec
+    timeseries: TimeSeriesSpec | None = Field(None, description="Present for the time-series task family.")
     preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -133,7 +153,23 @@ class Recipe(_Section):
     def _cross_checks(self) -> "Recipe":
         if self.split.method == "stratified" and self.task != "classification":
             raise ValueError("split.method 'stratified' needs task 'classification'")
-        if self.data.target in self.data.drop_columns:
+        ts = self.timeseries
+        if ts is None:
+            if not self.data.target:
+                raise ValueError("data.target is required for tables")
+            if self.split.method in ("time", "rolling"):
+                raise ValueError(f"split.method {self.split.method!r} is for time series (add a timeseries section)")
+        else:
+            if self.split.method not in ("time", "rolling", "group"):
+                raise ValueError("time series split with method 'time', 'rolling' or 'group'")
+            if (ts.label_rule == "value") != (self.task == "regression"):
+                raise ValueError(f"timeseries.label_rule {ts.label_rule!r} does not fit task {self.task!r} "
+                                 "('value' for regression, nonzero/gt/lt/quantile for classification)")
+            if self.split.method == "group" and not ts.group_column:
+                raise ValueError("a time-series group split needs timeseries.group_column")
+        if self.split.method == "group" and ts is None and not self.split.group_column:
+            raise ValueError("split.method 'group' needs split.group_column")
+        if self.data.target and self.data.target in self.data.drop_columns:
             raise ValueError(f"data.target {self.data.target!r} is also in data.drop_columns")
         return self
 
@@ -173,6 +209,11 @@ class Recipe(_Section):
     @property
     def primary_metric(self) -> str:
         return self.evaluate.primary_metric or ("rmse" if self.task == "regression" else "f1")
+
+    @property
+    def family(self) -> str:
+        """Task family: how data is read, windowed and scored."""
+        return "timeseries" if self.timeseries else "tabular"
 
     @property
     def experiment(self) -> str:

@@ -45,7 +45,7 @@ def register_adapter(name: str, *, framework: str, tasks=("regression", "classif
 
 def _load_builtin() -> None:
     # Importing the modules registers their entries; torch is imported only when an MLP is fit.
-    from . import mlp, sklearn_models  # noqa: F401
+    from . import ft_transformer, mlp, sklearn_models  # noqa: F401
 
 
 def get_entry(name: str) -> CatalogEntry:

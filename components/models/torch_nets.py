@@ -1,6 +1,7 @@
 """Network builders (torch imported at module level: import only when torch is needed)."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
@@ -19,3 +20,49 @@ def build_mlp(n_in: int, n_out: int, hidden_sizes, dropout: float, batch_norm: b
         width = size
     layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
+
+
+class FeatureTokenizer(nn.Module):
+    def __init__(self, n_num: int, cat_cardinalities: list[int], d: int):
+        super().__init__()
+        self.n_num = n_num
+        self.num_weight = nn.Parameter(torch.empty(n_num, d))
+        self.num_bias = nn.Parameter(torch.empty(n_num, d))
+        bound = d ** -0.5
+        nn.init.uniform_(self.num_weight, -bound, bound)
+        nn.init.uniform_(self.num_bias, -bound, bound)
+        if cat_cardinalities:
+            # index 0 of each feature's range is "unknown category" (ordinal encoder's -1, shifted)
+            offsets = torch.tensor([0, *cat_cardinalities[:-1]]).cumsum(0)
+            self.register_buffer("cat_offsets", offsets, persistent=False)
+            self.cat_embed = nn.Embedding(sum(cat_cardinalities), d)
+            nn.init.uniform_(self.cat_embed.weight, -bound, bound)
+        else:
+            self.cat_embed = None
+
+    def forward(self, x):
+        tokens = x[:, : self.n_num, None] * self.num_weight + self.num_bias
+        if self.cat_embed is not None:
+            codes = x[:, self.n_num:].long() + self.cat_offsets
+            tokens = torch.cat([tokens, self.cat_embed(codes)], dim=1)
+        return tokens
+
+
+class FTTransformer(nn.Module):
+    def __init__(self, n_num: int, cat_cardinalities: list[int], n_out: int, d_token: int, n_blocks: int,
+                 n_heads: int, attention_dropout: float, ffn_dropout: float, ffn_factor: float):
+        super().__init__()
+        self.tokenizer = FeatureTokenizer(n_num, cat_cardinalities, d_token)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d_token))
+        nn.init.uniform_(self.cls, -d_token ** -0.5, d_token ** -0.5)
+        layer = nn.TransformerEncoderLayer(d_token, n_heads, dim_feedforward=int(d_token * ffn_factor),
+                                           dropout=ffn_dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        layer.self_attn.dropout = attention_dropout  # copied into every block below
+        self.blocks = nn.TransformerEncoder(layer, n_blocks, enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(d_token), nn.ReLU(), nn.Linear(d_token, n_out))
+
+    def forward(self, x):
+        tokens = self.tokenizer(x)
+        tokens = torch.cat([tokens, self.cls.expand(len(x), -1, -1)], dim=1)
+        return self.head(self.blocks(tokens)[:, -1])

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 
 from ..recipe import Recipe
 from ..storage import atomic_path, content_hash, expand
-from ..tasks.tabular import read_table
+from ..tasks.tabular import concat_tables, read_frames
+from ..tasks.timeseries import read_channels
 
 log = logging.getLogger(__name__)
 META_KEY = b"kfp_ml_platform"
@@ -18,9 +19,14 @@ META_KEY = b"kfp_ml_platform"
 def load(recipe: Recipe, output_path: str) -> dict:
     paths = expand(recipe.data.uri)
     log.info("reading %d file(s) from %s", len(paths), recipe.data.uri)
-    df = read_table(paths, recipe.data.format)
+    frames = read_frames(paths, recipe.data.format)
+    if recipe.family == "timeseries":
+        df = read_channels(paths, frames, recipe.timeseries.timestamp_column)
+    else:
+        df = concat_tables(paths, frames)
     if recipe.data.sample_rows and recipe.data.sample_rows < len(df):
-        df = df.sample(n=recipe.data.sample_rows, random_state=recipe.split.seed).reset_index(drop=True)
+        df = (df.tail(recipe.data.sample_rows) if recipe.family == "timeseries"  # keep time order
+              else df.sample(n=recipe.data.sample_rows, random_state=recipe.split.seed)).reset_index(drop=True)
     info = {"source": recipe.data.uri, "files": [str(p) for p in paths], "data_hash": content_hash(paths),
             "rows": len(df), "columns": list(map(str, df.columns))}
     table = pa.Table.from_pandas(df, preserve_index=False)

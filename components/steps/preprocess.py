@@ -9,6 +9,7 @@ import pandas as pd
 from ..recipe import Recipe
 from ..storage import atomic_path
 from ..tasks.tabular import clean_table, schema_markdown
+from ..tasks.timeseries import clean_series
 from .load import read_info
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,8 @@ log = logging.getLogger(__name__)
 
 def preprocess(recipe: Recipe, raw_path: str, clean_path: str, schema_path: str, report_path: str) -> dict:
     info = read_info(raw_path)
-    df, schema = clean_table(pd.read_parquet(raw_path), recipe, source=info.get("source", raw_path))
+    clean = clean_series if recipe.family == "timeseries" else clean_table
+    df, schema = clean(pd.read_parquet(raw_path), recipe, source=info.get("source", raw_path))
     schema["data_hash"] = info.get("data_hash", "")
     with atomic_path(clean_path) as tmp:
         df.to_parquet(tmp, index=False)

@@ -39,9 +39,27 @@ def split_indices(df: pd.DataFrame, recipe: Recipe) -> tuple[np.ndarray, np.ndar
     return train, val, test
 
 
+def series_split_indices(df: pd.DataFrame, recipe: Recipe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Time order kept: contiguous segments (time), the last expanding fold (rolling), or whole series (group)."""
+    spec, n = recipe.split, len(df)
+    if spec.method == "group":
+        grouped = recipe.model_copy(update={"split": spec.model_copy(update={"method": "group",
+                                                                            "group_column": recipe.timeseries.group_column})})
+        return tuple(np.sort(part) for part in split_indices(df, grouped))
+    if spec.method == "rolling":
+        from ..tasks.timeseries import rolling_folds
+
+        fold = rolling_folds(n, spec.folds, int(round(spec.val * n)), int(round(spec.test * n / spec.folds)))[-1]
+        return tuple(np.arange(*fold[part]) for part in ("train", "val", "test"))
+    from ..tasks.timeseries import time_segments
+
+    return tuple(np.arange(n)[seg] for seg in time_segments(n, (spec.train, spec.val, spec.test)))
+
+
 def split(recipe: Recipe, clean_path: str, train_path: str, val_path: str, test_path: str) -> dict:
     df = pd.read_parquet(clean_path)
-    parts = dict(zip(("train", "val", "test"), split_indices(df, recipe)))
+    indices = series_split_indices(df, recipe) if recipe.family == "timeseries" else split_indices(df, recipe)
+    parts = dict(zip(("train", "val", "test"), indices))
     for name, path in (("train", train_path), ("val", val_path), ("test", test_path)):
         with atomic_path(path) as tmp:
             df.iloc[np.sort(parts[name])].reset_index(drop=True).to_parquet(tmp, index=False)

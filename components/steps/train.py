@@ -13,7 +13,7 @@ from ..bundle import Bundle, BundleMeta, read_json
 from ..models import build_adapter, get_entry
 from ..recipe import Recipe
 from ..storage import atomic_path
-from ..tasks.tabular import build_feature_transform
+from ..tasks.tabular import build_feature_transform, category_cardinalities
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +40,13 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
         lineage={"recipe_hash": recipe.hash(), "data_hash": schema.get("data_hash", "")},
     )
     features = [f["name"] for f in schema["features"]]
-    transform = build_feature_transform(schema, recipe.preprocess.scaler).fit(train_df[features])
+    adapter = build_adapter(recipe.model.name, recipe.task, len(meta.classes or []) or None, recipe.model.params)
+    encoding = getattr(adapter, "categorical_encoding", "onehot")
+    transform = build_feature_transform(schema, recipe.preprocess.scaler, encoding).fit(train_df[features])
+    if encoding == "ordinal":
+        adapter.params["cat_cardinalities"] = category_cardinalities(transform)
     X_train = np.asarray(transform.transform(train_df[features]), dtype=np.float32)
     X_val = np.asarray(transform.transform(val_df[features]), dtype=np.float32)
-
-    adapter = build_adapter(recipe.model.name, recipe.task, len(meta.classes or []) or None, recipe.model.params)
     meta.params = adapter.get_params()
     epochs = recipe.train.epochs
 

@@ -33,7 +33,8 @@ def _read_json(path: Path) -> pd.DataFrame:
         return pd.read_json(path, lines=True)
 
 
-def read_table(paths: list[Path], fmt: str = "auto") -> pd.DataFrame:
+def read_frames(paths: list[Path], fmt: str = "auto") -> list[pd.DataFrame]:
+    """One DataFrame per file; an empty, unreadable or unsupported file raises DataError naming it."""
     frames = []
     for path in paths:
         suffix = FORMAT_SUFFIX.get(fmt) or path.suffix.lower()
@@ -49,6 +50,11 @@ def read_table(paths: list[Path], fmt: str = "auto") -> pd.DataFrame:
         if frame.empty:
             raise DataError(f"{path} holds no rows; expected at least one data row")
         frames.append(frame)
+    return frames
+
+
+def concat_tables(paths: list[Path], frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Files of one table (a glob of parts): same columns, rows appended in file order."""
     if len(frames) > 1:
         columns = [list(f.columns) for f in frames]
         for path, cols in zip(paths[1:], columns[1:]):
@@ -117,6 +123,7 @@ def clean_table(df: pd.DataFrame, recipe: Recipe, source: str = "data") -> tuple
         df = df.assign(**{target: df[target].astype(str)})
     forced = set(spec.categorical_columns or [])
     schema = {
+        "family": "tabular",
         "source": source,
         "task": recipe.task,
         "target": target,
@@ -182,12 +189,21 @@ def schema_markdown(schema: dict[str, Any]) -> str:
 
 # --- fitted transform (travels in the bundle) -------------------------------------------------
 
-def build_feature_transform(schema: dict[str, Any], scaler: str):
-    """A ColumnTransformer: imputation per column strategy, scaling, one-hot encoding."""
+def _shift_unknown(codes):
+    """Ordinal codes with unknown = -1 → unknown = 0, so every code indexes an embedding row."""
+    return codes + 1
+
+
+def build_feature_transform(schema: dict[str, Any], scaler: str, categorical: str = "onehot"):
+    """A ColumnTransformer: imputation per column strategy, scaling, and one-hot or ordinal codes.
+
+    Numeric columns come first in the output, categorical ones last (token models rely on it).
+    """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, QuantileTransformer, StandardScaler
+    from sklearn.preprocessing import (FunctionTransformer, MinMaxScaler, OneHotEncoder, OrdinalEncoder,
+                                       QuantileTransformer, StandardScaler)
 
     scalers = {
         "standard": StandardScaler,
@@ -202,12 +218,16 @@ def build_feature_transform(schema: dict[str, Any], scaler: str):
             "median" if f["imputation"] == "drop" else f["imputation"])
         groups.setdefault((f["kind"], strategy), []).append(f["name"])
     parts = []
-    for (kind, strategy), cols in sorted(groups.items()):
+    encoders = {
+        "onehot": lambda: [OneHotEncoder(handle_unknown="ignore", sparse_output=False)],
+        "ordinal": lambda: [OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+                            FunctionTransformer(_shift_unknown)],
+    }
+    for (kind, strategy), cols in sorted(groups.items(), key=lambda item: item[0][0] != "numeric"):
         if kind == "numeric":
             steps = [SimpleImputer(strategy=strategy, keep_empty_features=True), scalers[scaler]()]
         else:
-            steps = [SimpleImputer(strategy="most_frequent", missing_values=None),
-                     OneHotEncoder(handle_unknown="ignore", sparse_output=False)]
+            steps = [SimpleImputer(strategy="most_frequent", missing_values=None), *encoders[categorical]()]
         parts.append((f"{kind}_{strategy}", make_pipeline(*steps), cols))
     return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
 
@@ -243,3 +263,9 @@ def coerce_features(records: pd.DataFrame, features: list[dict[str, Any]]) -> pd
             raise InvalidInputError(f"feature {f['name']!r} must be finite, got infinity")
         out[f["name"]] = values
     return pd.DataFrame(out, index=records.index)
+
+
+def category_cardinalities(transform) -> list[int]:
+    """Embedding sizes of the ordinal-coded columns of a fitted transform (unknown included)."""
+    return [len(cats) + 1 for name, pipe, _ in transform.transformers_ if name.startswith("categorical")
+            for cats in pipe.steps[1][1].categories_]

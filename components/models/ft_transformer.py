@@ -1,0 +1,40 @@
+"""FT-Transformer (Gorishniy et al. 2021, "Revisiting Deep Learning Models for Tabular Data").
+
+Every numeric feature becomes a token through its own affine map, every categorical feature
+through an embedding; a [CLS] token is appended, pre-norm Transformer blocks mix the tokens,
+and the head reads the [CLS] token. Defaults are the paper's: d_token 192, 3 blocks, 8 heads,
+attention dropout 0.2, FFN dropout 0.1, FFN size 4/3 d_token (GELU here instead of ReGLU).
+"""
+from __future__ import annotations
+
+from pydantic import Field
+
+from .params import Params
+from .registry import register_adapter
+from .torch_adapter import TorchAdapter
+
+
+class FTTransformerParams(Params):
+    d_token: int = Field(192, gt=0, multiple_of=8)
+    n_blocks: int = Field(3, gt=0)
+    n_heads: int = Field(8, gt=0)
+    attention_dropout: float = Field(0.2, ge=0, lt=1)
+    ffn_dropout: float = Field(0.1, ge=0, lt=1)
+    ffn_factor: float = Field(4 / 3, gt=0)
+    # Filled in by the train step from the fitted encoder (categorical columns come last).
+    cat_cardinalities: list[int] = Field(default_factory=list)
+
+
+@register_adapter("ft_transformer", framework="torch", tags=("deep", "attention", "gpu", "strong"),
+                  description="FT-Transformer: feature tokens + Transformer (numeric and categorical).",
+                  defaults={k: v for k, v in FTTransformerParams().model_dump().items() if k != "cat_cardinalities"})
+class FTTransformerAdapter(TorchAdapter):
+    Params = FTTransformerParams
+    categorical_encoding = "ordinal"  # tokens need category indices, not one-hot columns
+
+    def build_net(self, input_shape, n_out):
+        from .torch_nets import FTTransformer
+
+        p = dict(self.params)
+        cards = p.pop("cat_cardinalities", [])
+        return FTTransformer(n_num=input_shape[0] - len(cards), cat_cardinalities=cards, n_out=n_out, **p)

@@ -1,0 +1,183 @@
+"""Time-series task: channels → sliding windows [N, C, L] → next-value regression or a binary label.
+
+Windows are a zero-copy ``numpy.lib.stride_tricks.sliding_window_view`` over one contiguous
+segment, so a window never crosses a split boundary: the split step cuts the series into
+time-ordered segments and each segment is windowed on its own. Channel scaling is fitted on
+the train segment only and travels in the bundle.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..errors import DataError, InvalidInputError
+
+
+# --- reading channels ------------------------------------------------------------------------
+
+def read_channels(paths: list[Path], frames: list[pd.DataFrame], timestamp: str | None) -> pd.DataFrame:
+    """Several files, one channel each (named after the file), side by side; or one wide table."""
+    if len(frames) == 1:
+        return frames[0]
+    columns = []
+    for path, frame in zip(paths, frames):
+        values = [c for c in frame.columns if c != timestamp]
+        if len(values) != 1:
+            raise DataError(f"{path}: a channel file holds one value column (besides {timestamp!r}); "
+                            f"found {values}")
+        col = frame.rename(columns={values[0]: path.stem})
+        columns.append(col.set_index(timestamp) if timestamp else col)
+    lengths = {len(c) for c in columns}
+    if not timestamp and len(lengths) > 1:
+        detail = ", ".join(f"{p.name}: {len(c)}" for p, c in zip(paths, columns))
+        raise DataError(f"channel files have different lengths ({detail}); expected equal lengths or a "
+                        "timeseries.timestamp_column to align them on")
+    joined = pd.concat(columns, axis=1, join="inner")
+    return joined.reset_index() if timestamp else joined
+
+
+def clean_series(df: pd.DataFrame, recipe, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Sort by time, make channels numeric, fill gaps by interpolation; describe it as a schema."""
+    from .tabular import _stats
+
+    spec = recipe.timeseries
+    rows_in = len(df)
+    if df.empty:
+        raise DataError(f"{source}: the series is empty; expected at least one row")
+    ts = spec.timestamp_column
+    if ts:
+        if ts not in df.columns:
+            raise DataError(f"{source}: timestamp column {ts!r} not found; columns are {list(df.columns)}")
+        df = df.sort_values(ts, kind="stable").reset_index(drop=True)
+    channels = spec.channels or [c for c in df.columns if c not in (ts, spec.group_column)]
+    missing = [c for c in channels if c not in df.columns]
+    if missing:
+        raise DataError(f"{source}: channels {missing} not found; columns are {list(df.columns)}")
+    if spec.label_source_channel not in channels:
+        raise DataError(f"{source}: timeseries.label_source_channel {spec.label_source_channel!r} is not a channel; "
+                        f"channels are {channels}")
+    out = df[[c for c in (ts, spec.group_column) if c] + channels].copy()
+    for c in channels:
+        values = pd.to_numeric(out[c], errors="coerce")
+        bad = out[c][values.isna() & out[c].notna()]
+        if len(bad):
+            raise DataError(f"{source}: channel {c!r} must be numeric; row {bad.index[0]} holds {bad.iloc[0]!r}")
+        if values.isna().all():
+            raise DataError(f"{source}: channel {c!r} has no values")
+        out[c] = values.interpolate(limit_direction="both").astype("float32")
+    need = spec.context_len + spec.label_offset
+    if len(out) < need + 1:
+        raise DataError(f"{source}: {len(out)} rows are too few for context_len {spec.context_len} + "
+                        f"label_offset {spec.label_offset}; expected at least {need + 1}")
+    inputs = [c for c in channels if not (spec.drop_label_from_x and c == spec.label_source_channel)]
+    schema = {
+        "family": "timeseries", "source": source, "task": recipe.task, "target": spec.label_source_channel,
+        "group_column": spec.group_column, "classes": ["0", "1"] if recipe.task == "classification" else None,
+        "n_rows": int(len(out)), "rows": {"rows_in": rows_in, "gaps_interpolated": int(df[channels].isna().sum().sum())},
+        "target_stats": _stats(out[spec.label_source_channel], categorical=False),
+        "channels": channels,
+        "features": [{"name": c, "kind": "numeric", "dtype": "float32", "missing": 0, "imputation": "interpolate",
+                      "stats": _stats(out[c], categorical=False)} for c in inputs],
+    }
+    return out.reset_index(drop=True), schema
+
+
+def time_segments(n: int, ratios: tuple[float, float, float]) -> list[slice]:
+    """Contiguous train / val / test row ranges in time order."""
+    a = int(round(n * ratios[0]))
+    b = a + int(round(n * ratios[1]))
+    return [slice(0, a), slice(a, b), slice(b, n)]
+
+
+def rolling_folds(n: int, n_folds: int, val_rows: int, test_rows: int) -> list[dict[str, tuple[int, int]]]:
+    """Expanding-window folds: train grows, val and test follow it; the last fold ends at n."""
+    first_end = n - n_folds * test_rows - val_rows
+    if first_end <= 0:
+        raise DataError(f"{n} rows cannot hold {n_folds} rolling folds of {val_rows} val + {test_rows} test rows")
+    folds = []
+    for k in range(n_folds):
+        end = first_end + k * test_rows
+        folds.append({"train": (0, end), "val": (end, end + val_rows), "test": (end + val_rows, end + val_rows + test_rows)})
+    return folds
+
+
+# --- windows and labels ----------------------------------------------------------------------
+
+def windows(values: np.ndarray, context_len: int, label_offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` [T, C] → (X [N, C, L] as a read-only view, index of each window's label row [N])."""
+    n = len(values) - context_len - label_offset + 1
+    if n <= 0:
+        return np.empty((0, values.shape[1], context_len), values.dtype), np.empty(0, int)
+    X = sliding_window_view(values, context_len, axis=0)[:n]
+    return X, np.arange(n) + context_len - 1 + label_offset
+
+
+@dataclass
+class LabelRule:
+    kind: str          # value | nonzero | gt | lt | quantile
+    threshold: float = 0.0
+
+    def fit(self, y_train: np.ndarray) -> "LabelRule":
+        if self.kind == "quantile":
+            return LabelRule("gt", float(np.quantile(y_train, self.threshold)))
+        return self
+
+    def apply(self, y: np.ndarray) -> np.ndarray:
+        return {"value": lambda: y, "nonzero": lambda: (y != 0).astype(np.int64),
+                "gt": lambda: (y > self.threshold).astype(np.int64),
+                "lt": lambda: (y < self.threshold).astype(np.int64)}[self.kind]()
+
+
+class ChannelScaler:
+    """Per-channel standardisation fitted on the train segment (sklearn-style fit/transform)."""
+
+    def fit(self, values: np.ndarray) -> "ChannelScaler":
+        self.mean_ = values.mean(axis=0).astype(np.float32)
+        self.std_ = values.std(axis=0).astype(np.float32)
+        self.std_[self.std_ == 0] = 1.0
+        return self
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """[T, C] rows or [N, C, L] windows."""
+        if values.ndim == 3:
+            return (values - self.mean_[None, :, None]) / self.std_[None, :, None]
+        return (values - self.mean_) / self.std_
+
+
+def segment_windows(df: pd.DataFrame, spec, input_channels: list[str], scaler: ChannelScaler | None):
+    """Windows and raw labels of one segment (per group when there is a group column)."""
+    groups = [g for _, g in df.groupby(spec.group_column, sort=False)] if spec.group_column else [df]
+    Xs, ys, ts = [], [], []
+    for g in groups:
+        inputs = g[input_channels].to_numpy(np.float32)
+        if scaler is not None:
+            inputs = scaler.transform(inputs).astype(np.float32)
+        X, label_rows = windows(inputs, spec.context_len, spec.label_offset)
+        Xs.append(X)
+        ys.append(g[spec.label_source_channel].to_numpy(np.float64)[label_rows])
+        ts.append(g.index.to_numpy()[label_rows])
+    if len(Xs) == 1:
+        return Xs[0], ys[0], ts[0]
+    return np.concatenate(Xs), np.concatenate(ys), np.concatenate(ts)
+
+
+def check_windows(records: Any, n_channels: int, context_len: int) -> np.ndarray:
+    """A request's windows → float32 [n, C, L]; wrong shape or non-finite values raise InvalidInputError."""
+    try:
+        X = np.asarray(records, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"each instance must be a window of numbers shaped [{n_channels}][{context_len}] "
+                                "(channels × time steps)") from None
+    if X.ndim == 2 and n_channels == 1 and X.shape[1] == context_len:
+        X = X[:, None, :]
+    if X.ndim != 3 or X.shape[1:] != (n_channels, context_len):
+        raise InvalidInputError(f"windows have shape {list(X.shape[1:]) if X.ndim >= 2 else list(X.shape)}; "
+                                f"expected [{n_channels}, {context_len}] per instance (channels × time steps)")
+    if not np.isfinite(X).all():
+        raise InvalidInputError("windows must hold finite numbers (no NaN or infinity)")
+    return X
