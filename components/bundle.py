@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from .errors import InvalidInputError
-from .tasks.tabular import coerce_features
+from .tasks import family
 
 PAYLOAD = Path("artifacts") / "bundle"
 COMPONENTS_DIR = Path(__file__).resolve().parent
@@ -32,6 +31,7 @@ COMPONENTS_DIR = Path(__file__).resolve().parent
 class BundleMeta(BaseModel):
     """Typed metadata that rides with the weights."""
     task: str
+    family: str = "tabular"
     target: str
     model_name: str
     framework: str
@@ -42,6 +42,7 @@ class BundleMeta(BaseModel):
     target_std: float = 1.0
     train_metrics: dict[str, float] = Field(default_factory=dict)
     lineage: dict[str, str] = Field(default_factory=dict)
+    series: dict[str, Any] | None = None  # time series: window length, label rule, channels
 
 
 class Bundle:
@@ -52,19 +53,16 @@ class Bundle:
     def feature_names(self) -> list[str]:
         return [f["name"] for f in self.meta.features]
 
-    def features(self, records: pd.DataFrame | list[dict[str, Any]]) -> np.ndarray:
-        """Raw records → the float matrix the adapter was trained on."""
-        frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(records)
-        if frame.empty:
-            raise InvalidInputError(f"no records given; expected at least one with features {self.feature_names}")
-        frame = coerce_features(frame, self.meta.features)
-        return np.asarray(self.transform.transform(frame), dtype=np.float32)
+    def features(self, records) -> np.ndarray:
+        """Raw records (table rows, or windows for time series) → what the adapter was trained on."""
+        return family(self.meta.family).model_inputs(self.meta, self.transform, records)
 
     def predict(self, records) -> np.ndarray:
         """Regression: values in target units. Classification: class names."""
         raw = self.adapter.predict_raw(self.features(records))
         if self.meta.task == "regression":
-            return raw * self.meta.target_std + self.meta.target_mean
+            offset = family(self.meta.family).prediction_offset(self.meta, records)
+            return raw * self.meta.target_std + self.meta.target_mean + offset
         return np.asarray(self.meta.classes, dtype=object)[raw.argmax(axis=1)]
 
     def predict_proba(self, records) -> np.ndarray:
@@ -74,6 +72,9 @@ class Bundle:
 
     def predict_frame(self, records) -> pd.DataFrame:
         """The table MLflow pyfunc and serving return: ``prediction`` or label + probabilities."""
+        if isinstance(records, pd.DataFrame) and "window" in records and self.meta.family == "timeseries":
+            records = [np.asarray(w.tolist() if hasattr(w, "tolist") else w, dtype=np.float32).tolist()
+                       for w in records["window"]]  # pyfunc hands windows over as a "window" column
         if self.meta.task == "regression":
             return pd.DataFrame({"prediction": self.predict(records)})
         proba = self.predict_proba(records)
@@ -90,7 +91,11 @@ class Bundle:
         import mlflow.pyfunc
         from mlflow.models import infer_signature
 
-        example = input_example[self.feature_names].head(5).reset_index(drop=True)
+        example = input_example[:5]
+        if isinstance(example, pd.DataFrame):
+            example = example[self.feature_names].reset_index(drop=True)
+        else:  # windows [n, C, L]: MLflow's example holds one [C][L] list per row
+            example = pd.DataFrame({"window": [w.tolist() for w in example]})
         with tempfile.TemporaryDirectory() as tmp:
             payload = Path(tmp) / "bundle"
             payload.mkdir()

@@ -60,6 +60,30 @@ def residuals(y_true, y_pred, path: Path) -> Path:
     return _save(plt, fig, ax, path, "Residuals")
 
 
+def over_time(x, y_true, y_pred, path: Path, ylabel: str = "value") -> Path:
+    plt, fig, ax = _figure()
+    fig.set_size_inches(8, 3.5)
+    ax.plot(x, y_true, lw=1, label="actual")
+    ax.plot(x, y_pred, lw=1, label="predicted")
+    ax.set_xlabel("time step")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    return _save(plt, fig, ax, path, "Predicted vs actual over time")
+
+
+def score_histogram(y_idx, scores, threshold: float, classes: list[str], path: Path) -> Path:
+    plt, fig, ax = _figure()
+    bins = np.linspace(0, 1, 31)
+    for i, name in enumerate(classes):
+        ax.hist(scores[np.asarray(y_idx) == i], bins=bins, alpha=0.6, label=f"true {name}")
+    ax.axvline(0.5, color="grey", ls=":", lw=1, label="0.5")
+    ax.axvline(threshold, color="black", ls="--", lw=1, label=f"best F1 τ={threshold:.3f}")
+    ax.set_xlabel(f"P({classes[1]})")
+    ax.set_ylabel("count")
+    ax.legend()
+    return _save(plt, fig, ax, path, "Score histogram")
+
+
 def confusion(matrix: np.ndarray, classes: list[str], path: Path) -> Path:
     from sklearn.metrics import ConfusionMatrixDisplay
 

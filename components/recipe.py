@@ -70,12 +70,17 @@ class TimeSeriesSpec(_Section):
     label_rule: Literal["value", "nonzero", "gt", "lt", "quantile"] = Field(
         "value", description="value: regression; nonzero / gt / lt / quantile: binary label from the value.")
     threshold: float = Field(0.0, description="gt/lt: the threshold; quantile: q in (0, 1) of the train labels.")
+    target_mode: Literal["delta", "level"] = Field(
+        "delta", description="Regression: learn the change from the window's last label value (delta: robust to "
+                             "trends outside the train range) or the value itself (level).")
     channels: list[str] | None = Field(None, description="Value columns to use; all but timestamp/group if unset.")
     timestamp_column: str | None = None
     group_column: str | None = Field(None, description="Column naming separate series; windows stay inside one.")
 
     @model_validator(mode="after")
     def _check(self) -> "TimeSeriesSpec":
+        if self.target_mode == "delta" and self.drop_label_from_x and self.label_rule == "value":
+            raise ValueError("target_mode 'delta' needs the label channel in the inputs (drop_label_from_x false)")
         if self.label_rule == "quantile" and not 0 < self.threshold < 1:
             raise ValueError(f"label_rule 'quantile' needs threshold in (0, 1), got {self.threshold}")
         return self

@@ -34,7 +34,7 @@ def make_pipeline(recipe: Recipe, placement: TrainPlacement = TrainPlacement()):
                   description=f"Train, evaluate, register and serve: recipe {recipe.name} ({recipe.task}).")
     def training_pipeline(
         data_uri: str = recipe.data.uri,
-        target: str = recipe.data.target,
+        target: str = recipe.data.target or "",
         model_name: str = recipe.model.name,
         epochs: int = recipe.train.epochs,
         learning_rate: float = recipe.train.learning_rate,

@@ -28,7 +28,8 @@ def check_recipe(recipe: Recipe) -> None:
     """Everything that can be checked before any step runs: the model and its parameters."""
     from components.models import build_adapter
 
-    build_adapter(recipe.model.name, recipe.task, 2 if recipe.task == "classification" else None, recipe.model.params)
+    build_adapter(recipe.model.name, recipe.task, 2 if recipe.task == "classification" else None, recipe.model.params,
+                  recipe.family)
 
 
 def run_local(recipe: Recipe) -> dict:
@@ -72,6 +73,8 @@ def summarize(recipe: Recipe, root: Path, seconds: float) -> dict:
 def sample_instances(model_dir: Path, rows: int = 2) -> list[dict]:
     """Rows from the input example MLflow stored with the registered version."""
     example = json.loads((model_dir / "input_example.json").read_text())
+    if example["columns"] == ["window"]:  # time series: one [C][L] window per instance
+        return [row[0] for row in example["data"][:rows]]
     return [dict(zip(example["columns"], row)) for row in example["data"][:rows]]
 
 

@@ -1,8 +1,9 @@
 """KServe predictor over a model bundle: V1 and V2 (Open Inference Protocol) REST.
 
 V1  ``POST /v1/models/<m>:predict``  ``{"instances": [{"col": value, ...}, ...]}`` (or lists in
-    feature order) → ``{"predictions": [...]}``.
-V2  ``POST /v2/models/<m>/infer``    one input per feature column, each of shape [n].
+    feature order; for time series one window [C][L] per instance) → ``{"predictions": [...]}``.
+V2  ``POST /v2/models/<m>/infer``    one input per feature column, each of shape [n]; for time
+    series one input of shape [n, C, L].
 Bad requests raise ``InvalidInput`` (HTTP 400) naming what was wrong; the server keeps serving.
 """
 from __future__ import annotations
@@ -31,29 +32,34 @@ class BundlePredictor(Model):
 
     def load(self) -> bool:
         self.bundle = load_bundle(self.model_dir)
-        # Warm up with one median/most-frequent row so the first request pays no lazy init.
-        self.bundle.predict_frame(pd.DataFrame([self._typical_row()]))
+        self.series = self.bundle.meta.series  # None for tables
+        # Warm up with a typical record so the first request pays no lazy initialisation.
+        self.bundle.predict_frame(self._typical_records())
         self.ready = True
-        log.info("loaded %s bundle (%s) from %s", self.bundle.meta.task, self.bundle.meta.model_name, self.model_dir)
+        log.info("loaded %s %s bundle (%s) from %s", self.bundle.meta.family, self.bundle.meta.task,
+                 self.bundle.meta.model_name, self.model_dir)
         return self.ready
 
-    def _typical_row(self) -> dict[str, Any]:
-        row = {}
-        for f in self.bundle.meta.features:
-            stats = f["stats"]
-            row[f["name"]] = next(iter(stats["top"])) if f["kind"] == "categorical" else stats["median"]
-        return row
+    def _typical_records(self):
+        def typical(f):
+            return next(iter(f["stats"]["top"])) if f["kind"] == "categorical" else f["stats"]["median"]
+
+        if self.series:
+            return [[[typical(f)] * self.series["context_len"] for f in self.bundle.meta.features]]
+        return pd.DataFrame([{f["name"]: typical(f) for f in self.bundle.meta.features}])
 
     # --- request decoding -----------------------------------------------------------------
-    def _v1_frame(self, payload: Any) -> pd.DataFrame:
+    def _v1_records(self, payload: Any):
+        example = ('[[v, ...] per channel]' if self.series else '{"feature": value, ...}')
         if not isinstance(payload, dict) or "instances" not in payload:
-            raise InvalidInput('expected a JSON object with an "instances" list, e.g. '
-                               '{"instances": [{"feature": value, ...}]}')
+            raise InvalidInput(f'expected a JSON object with an "instances" list, e.g. {{"instances": [{example}]}}')
         instances = payload["instances"]
         if not isinstance(instances, list) or not instances:
             raise InvalidInput('"instances" must be a non-empty list of records')
         if len(instances) > MAX_INSTANCES:
             raise InvalidInput(f'"instances" holds {len(instances)} records; at most {MAX_INSTANCES} per request')
+        if self.series:
+            return instances  # windows [C][L]; the bundle checks their shape and values
         names = self.bundle.feature_names
         if all(isinstance(i, dict) for i in instances):
             return pd.DataFrame.from_records(instances)
@@ -65,9 +71,18 @@ class BundlePredictor(Model):
             return pd.DataFrame(instances, columns=names)
         raise InvalidInput("each instance must be an object {feature: value} or a list of feature values")
 
-    def _v2_frame(self, request: InferRequest) -> pd.DataFrame:
+    def _v2_records(self, request: InferRequest):
         if not request.inputs:
-            raise InvalidInput("expected one input per feature column; got no inputs")
+            raise InvalidInput("expected one input per feature column (tables) or one window tensor (time series); "
+                               "got no inputs")
+        if self.series:
+            if len(request.inputs) != 1:
+                raise InvalidInput(f"expected one input, a tensor of windows [n, {len(self.bundle.feature_names)}, "
+                                   f"{self.series['context_len']}]; got {len(request.inputs)} inputs")
+            try:
+                return request.inputs[0].as_numpy()
+            except Exception as exc:
+                raise InvalidInput(f"input {request.inputs[0].name!r}: {exc}") from None
         columns, lengths = {}, set()
         for inp in request.inputs:
             try:
@@ -89,9 +104,9 @@ class BundlePredictor(Model):
         return pd.DataFrame(columns)
 
     # --- prediction ------------------------------------------------------------------------
-    def _predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+    def _predict_frame(self, records) -> pd.DataFrame:
         try:
-            return self.bundle.predict_frame(frame)
+            return self.bundle.predict_frame(records)
         except InvalidInputError as exc:
             raise InvalidInput(str(exc)) from None
         except Exception as exc:  # a model failure is the server's fault, not the client's
@@ -100,10 +115,10 @@ class BundlePredictor(Model):
 
     async def predict(self, payload, headers=None, response_headers=None):
         if isinstance(payload, InferRequest):
-            out = self._predict_frame(self._v2_frame(payload))
+            out = self._predict_frame(self._v2_records(payload))
             return InferResponse(model_name=self.name, infer_outputs=self._v2_outputs(out),
                                  response_id=payload.id or str(uuid.uuid4()))
-        out = self._predict_frame(self._v1_frame(payload))
+        out = self._predict_frame(self._v1_records(payload))
         return {"predictions": self._v1_predictions(out)}
 
     def _v1_predictions(self, out: pd.DataFrame) -> list:

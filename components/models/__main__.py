@@ -13,10 +13,11 @@ def main(argv=None) -> int:
     ls.add_argument("--task")
     ls.add_argument("--tag")
     ls.add_argument("--framework")
+    ls.add_argument("--family", choices=["tabular", "timeseries"])
     args = parser.parse_args(argv)
-    rows = [(e.name, e.framework, ",".join(e.tasks), ",".join(e.tags), e.description)
-            for e in list_models(args.task, args.tag, args.framework)]
-    header = ("name", "framework", "tasks", "tags", "description")
+    rows = [(e.name, e.framework, e.family, ",".join(e.tasks), ",".join(e.tags), e.description)
+            for e in list_models(args.task, args.tag, args.framework, args.family)]
+    header = ("name", "framework", "family", "tasks", "tags", "description")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, tuple("-" * w for w in widths), *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())

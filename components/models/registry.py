@@ -26,26 +26,27 @@ class CatalogEntry:
     builder: Callable[..., "Adapter"]
     defaults: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    family: str = "tabular"  # what the model reads: "tabular" rows [n, F] or "timeseries" windows [n, C, L]
 
 
 _CATALOG: dict[str, CatalogEntry] = {}
 
 
 def register_adapter(name: str, *, framework: str, tasks=("regression", "classification"),
-                     description: str = "", defaults: dict[str, Any] | None = None, tags=()):
+                     description: str = "", defaults: dict[str, Any] | None = None, tags=(), family="tabular"):
     """Class decorator (or call with a builder) that puts one model in the catalog."""
     def decorate(builder):
         if name in _CATALOG:
             raise ValueError(f"model {name!r} is already registered")
         _CATALOG[name] = CatalogEntry(name, framework, tuple(tasks), description or (builder.__doc__ or "").strip(),
-                                      builder, dict(defaults or {}), tuple(tags))
+                                      builder, dict(defaults or {}), tuple(tags), family)
         return builder
     return decorate
 
 
 def _load_builtin() -> None:
     # Importing the modules registers their entries; torch is imported only when an MLP is fit.
-    from . import ft_transformer, mlp, sklearn_models  # noqa: F401
+    from . import ft_transformer, mlp, sequence, sklearn_models  # noqa: F401
 
 
 def get_entry(name: str) -> CatalogEntry:
@@ -57,18 +58,24 @@ def get_entry(name: str) -> CatalogEntry:
     return _CATALOG[name]
 
 
-def list_models(task: str | None = None, tag: str | None = None, framework: str | None = None) -> list[CatalogEntry]:
+def list_models(task: str | None = None, tag: str | None = None, framework: str | None = None,
+                family: str | None = None) -> list[CatalogEntry]:
     _load_builtin()
     return [e for _, e in sorted(_CATALOG.items())
             if (task is None or task in e.tasks) and (tag is None or tag in e.tags)
-            and (framework is None or e.framework == framework)]
+            and (framework is None or e.framework == framework) and (family is None or e.family == family)]
 
 
-def build_adapter(name: str, task: str, n_classes: int | None = None, params: dict[str, Any] | None = None) -> "Adapter":
+def build_adapter(name: str, task: str, n_classes: int | None = None, params: dict[str, Any] | None = None,
+                  family: str = "tabular") -> "Adapter":
     """The one way to make an adapter: defaults, then the recipe's params (``None`` keeps the default)."""
     entry = get_entry(name)
     if task not in entry.tasks:
         raise RecipeError(f"model.name: {name!r} does not support task {task!r}; it supports {list(entry.tasks)}")
+    if family != entry.family:
+        fitting = [e.name for e in list_models(task=task, family=family)]
+        raise RecipeError(f"model.name: {name!r} reads {entry.family} data but this recipe is {family}; "
+                          f"{family} models are {fitting}")
     merged = {**entry.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
     adapter = entry.builder(task=task, n_classes=n_classes, **merged)
     adapter.catalog_name = name

@@ -66,3 +66,32 @@ class FTTransformer(nn.Module):
         tokens = self.tokenizer(x)
         tokens = torch.cat([tokens, self.cls.expand(len(x), -1, -1)], dim=1)
         return self.head(self.blocks(tokens)[:, -1])
+
+
+class LSTMNet(nn.Module):
+    def __init__(self, n_channels: int, n_out: int, hidden_size: int, num_layers: int, dropout: float,
+                 bidirectional: bool):
+        super().__init__()
+        self.lstm = nn.LSTM(n_channels, hidden_size, num_layers, batch_first=True,
+                            dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+        self.head = nn.Linear(hidden_size * (2 if bidirectional else 1), n_out)
+
+    def forward(self, x):  # x: [n, C, L]
+        out, _ = self.lstm(x.transpose(1, 2))
+        return self.head(out[:, -1])
+
+
+class CNN1dNet(nn.Module):
+    def __init__(self, n_channels: int, n_out: int, channels: list[int], kernel_size: int, dropout: float):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_channels
+        for size in channels:
+            layers += [nn.Conv1d(width, size, kernel_size, padding=kernel_size // 2), nn.BatchNorm1d(size), nn.ReLU()]
+            width = size
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * width, n_out))
+
+    def forward(self, x):  # x: [n, C, L]
+        h = self.features(x)
+        return self.head(torch.cat([h.mean(dim=-1), h[..., -1]], dim=1))  # the whole window and its latest step

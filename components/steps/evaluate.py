@@ -14,6 +14,7 @@ from .. import plots
 from ..bundle import PAYLOAD, load_bundle
 from ..recipe import GATE_RE, Recipe
 from ..storage import atomic_path
+from ..tasks import family
 
 log = logging.getLogger(__name__)
 LOWER_IS_BETTER = {"mae", "mse", "rmse", "log_loss"}
@@ -58,25 +59,40 @@ def check_gate(rules: list[str], metrics: dict[str, float]) -> tuple[str, list[d
     return ("passed" if all(r["passed"] for r in results) else "failed"), results
 
 
+def best_threshold(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The threshold τ on the positive-class probability that maximises F1, beside the default 0.5."""
+    from sklearn.metrics import f1_score, precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(y_true, scores)
+    f1 = 2 * precision * recall / np.clip(precision + recall, 1e-12, None)
+    i = int(np.argmax(f1[:-1])) if len(thresholds) else 0
+    tau = float(thresholds[i]) if len(thresholds) else 0.5
+    return {"best_threshold": tau, "f1_at_best_threshold": float(f1[i]),
+            "f1_at_0.5": float(f1_score(y_true, scores >= 0.5, zero_division=0))}
+
+
 def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, report_path: str | None = None) -> dict:
     bundle = load_bundle(model_path)
-    test = pd.read_parquet(test_path)
-    records = test[bundle.feature_names]
-    result: dict = {"n_test": len(test)}
+    records, y_raw, time_index = family(bundle.meta.family).test_inputs(bundle.meta, pd.read_parquet(test_path))
+    if len(records) == 0:
+        raise ValueError(f"the test split holds no complete window or row; nothing to evaluate in {test_path}")
+    result: dict = {"n_test": len(records)}
     out = Path(eval_dir)
     with atomic_path(out) as tmp:
         tmp.mkdir()
         images = []
         if bundle.meta.task == "regression":
-            y_true, y_pred = test[bundle.meta.target].to_numpy(float), bundle.predict(records)
+            y_true, y_pred = np.asarray(y_raw, dtype=float), bundle.predict(records)
             metrics = regression_metrics(y_true, y_pred)
             images += [plots.predicted_vs_actual(y_true, y_pred, tmp / "predicted_vs_actual.png"),
                        plots.residuals(y_true, y_pred, tmp / "residuals.png")]
+            if time_index is not None:
+                images.append(plots.over_time(time_index, y_true, y_pred, tmp / "predicted_over_time.png"))
         else:
             from sklearn.metrics import confusion_matrix, roc_curve
 
             classes = bundle.meta.classes
-            y_idx = test[bundle.meta.target].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
+            y_idx = pd.Series(y_raw).astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
             proba = bundle.predict_proba(records)
             metrics = classification_metrics(y_idx, proba)
             matrix = confusion_matrix(y_idx, proba.argmax(axis=1), labels=list(range(len(classes))))
@@ -87,9 +103,15 @@ def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, rep
                 images += [plots.curves(onehot, proba, classes, "roc", tmp / "roc_curve.png"),
                            plots.curves(onehot, proba, classes, "pr", tmp / "pr_curve.png")]
                 if len(classes) == 2:
+                    metrics.update(best_threshold(y_idx, proba[:, 1]))
                     fpr, tpr, thr = roc_curve(y_idx, proba[:, 1])
                     result["roc"] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(),
                                      "thresholds": np.clip(thr, 0, 1).tolist()}
+                    images.append(plots.score_histogram(y_idx, proba[:, 1], metrics["best_threshold"],
+                                                        classes, tmp / "score_histogram.png"))
+            if time_index is not None and len(classes) == 2:
+                images.append(plots.over_time(time_index, y_idx, proba[:, 1], tmp / "predicted_over_time.png",
+                                              ylabel=f"P({classes[1]})"))
         verdict, rules = check_gate(recipe.evaluate.gate, metrics)
         result.update(metrics=metrics, verdict=verdict, gate=rules, primary_metric=recipe.primary_metric)
         curve = Path(model_path) / PAYLOAD / "learning_curve.png"

@@ -1,4 +1,4 @@
-"""train: fit the feature transform and the model on the train split; write the bundle."""
+"""train: fit the input transform and the model on the train split; write the bundle."""
 from __future__ import annotations
 
 import logging
@@ -13,41 +13,38 @@ from ..bundle import Bundle, BundleMeta, read_json
 from ..models import build_adapter, get_entry
 from ..recipe import Recipe
 from ..storage import atomic_path
-from ..tasks.tabular import build_feature_transform, category_cardinalities
+from ..tasks import family
+from ..tasks.tabular import category_cardinalities
 
 log = logging.getLogger(__name__)
 
 
-def encode_target(y: pd.Series, meta: BundleMeta) -> np.ndarray:
+def encode_target(y: np.ndarray, meta: BundleMeta) -> np.ndarray:
     if meta.task == "regression":
-        return ((y.to_numpy(dtype=np.float64) - meta.target_mean) / meta.target_std).astype(np.float32)
+        return ((np.asarray(y, dtype=np.float64) - meta.target_mean) / meta.target_std).astype(np.float32)
     index = {c: i for i, c in enumerate(meta.classes)}
-    return y.astype(str).map(index).to_numpy(dtype=np.int64)
+    return pd.Series(y).astype(str).map(index).to_numpy(dtype=np.int64)
 
 
 def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, model_path: str,
           curve_html_path: str | None = None, progress=None) -> dict[str, float]:
     schema = read_json(schema_path)
     train_df, val_df = pd.read_parquet(train_path), pd.read_parquet(val_path)
-    target = schema["target"]
-    y_train = train_df[target]
-    meta = BundleMeta(
-        task=recipe.task, target=target, model_name=recipe.model.name,
-        framework=get_entry(recipe.model.name).framework, params={}, features=schema["features"],
-        classes=schema["classes"],
-        target_mean=float(y_train.mean()) if recipe.task == "regression" else 0.0,
-        target_std=float(y_train.std() or 1.0) if recipe.task == "regression" else 1.0,
-        lineage={"recipe_hash": recipe.hash(), "data_hash": schema.get("data_hash", "")},
-    )
-    features = [f["name"] for f in schema["features"]]
-    adapter = build_adapter(recipe.model.name, recipe.task, len(meta.classes or []) or None, recipe.model.params)
+    n_classes = len(schema["classes"] or []) or None
+    adapter = build_adapter(recipe.model.name, recipe.task, n_classes, recipe.model.params, recipe.family)
     encoding = getattr(adapter, "categorical_encoding", "onehot")
-    transform = build_feature_transform(schema, recipe.preprocess.scaler, encoding).fit(train_df[features])
+    transform, X_train, y_train, X_val, y_val, extra = family(recipe.family).fit_inputs(
+        recipe, schema, train_df, val_df, encoding)
     if encoding == "ordinal":
         adapter.params["cat_cardinalities"] = category_cardinalities(transform)
-    X_train = np.asarray(transform.transform(train_df[features]), dtype=np.float32)
-    X_val = np.asarray(transform.transform(val_df[features]), dtype=np.float32)
-    meta.params = adapter.get_params()
+    regression = recipe.task == "regression"
+    meta = BundleMeta(
+        task=recipe.task, family=recipe.family, target=schema["target"], model_name=recipe.model.name,
+        framework=get_entry(recipe.model.name).framework, params=adapter.get_params(), features=schema["features"],
+        classes=schema["classes"],
+        target_mean=float(np.mean(y_train)) if regression else 0.0,
+        target_std=float(np.std(y_train) or 1.0) if regression else 1.0,
+        lineage={"recipe_hash": recipe.hash(), "data_hash": schema.get("data_hash", "")}, **extra)
     epochs = recipe.train.epochs
 
     def on_epoch(state: dict) -> None:
@@ -56,19 +53,20 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
         if progress:
             progress(state)
 
-    log.info("fitting %s on %d rows (%d features after transform), validating on %d",
-             recipe.model.name, len(X_train), X_train.shape[1], len(X_val))
-    adapter.fit(X_train, encode_target(y_train, meta), X_val, encode_target(val_df[target], meta),
-                recipe.train, on_epoch)
+    log.info("fitting %s on %d samples (input %s), validating on %d",
+             recipe.model.name, len(X_train), tuple(X_train.shape[1:]), len(X_val))
+    adapter.fit(X_train, encode_target(y_train, meta), X_val, encode_target(y_val, meta), recipe.train, on_epoch)
     best = min(adapter.history_, key=lambda h: h["val_loss"])
     metrics = {"best_epoch": float(best["epoch"]), "best_val_loss": float(best["val_loss"]),
                "epochs_run": float(len(adapter.history_)), "n_train": float(len(X_train))}
     meta.train_metrics = metrics
+    example = family(recipe.family).test_inputs(meta, val_df)[0][:5]  # raw records, as a client sends them
 
     with tempfile.TemporaryDirectory() as tmp:
         curve = plots.learning_curve(adapter.history_, Path(tmp) / "learning_curve.png")
         with atomic_path(model_path) as out:
-            Bundle(meta, transform, adapter).save(out, input_example=val_df, extra_files={"learning_curve.png": curve})
+            Bundle(meta, transform, adapter).save(out, input_example=example,
+                                                  extra_files={"learning_curve.png": curve})
         if curve_html_path:
             with atomic_path(curve_html_path) as out:
                 out.write_text(plots.html_report(f"Training: {recipe.model.name}", {"training": metrics}, [curve]))

@@ -176,7 +176,7 @@ def schema_markdown(schema: dict[str, Any]) -> str:
     lines = [f"# Data report: {schema['source']}", "",
              f"Task **{schema['task']}**, target `{schema['target']}`, **{schema['n_rows']:,}** rows kept.", ""]
     lines += [f"- {k.replace('_', ' ')}: {v:,}" for k, v in schema["rows"].items()]
-    if schema["classes"]:
+    if schema["classes"] and "top" in schema["target_stats"]:
         lines += ["", "Class counts: " + ", ".join(f"`{k}` {v}" for k, v in schema["target_stats"]["top"].items())]
     lines += ["", "| feature | kind | dtype | missing | imputation | summary |", "|---|---|---|---|---|---|"]
     for f in schema["features"]:
@@ -269,3 +269,31 @@ def category_cardinalities(transform) -> list[int]:
     """Embedding sizes of the ordinal-coded columns of a fitted transform (unknown included)."""
     return [len(cats) + 1 for name, pipe, _ in transform.transformers_ if name.startswith("categorical")
             for cats in pipe.steps[1][1].categories_]
+
+
+# --- the family interface (see components/tasks/__init__.py) ---------------------------------
+
+def fit_inputs(recipe, schema: dict[str, Any], train_df: pd.DataFrame, val_df: pd.DataFrame, encoding: str):
+    """Fit the feature transform on train; return it with model inputs and raw targets."""
+    features = [f["name"] for f in schema["features"]]
+    transform = build_feature_transform(schema, recipe.preprocess.scaler, encoding).fit(train_df[features])
+    X_train = np.asarray(transform.transform(train_df[features]), dtype=np.float32)
+    X_val = np.asarray(transform.transform(val_df[features]), dtype=np.float32)
+    return transform, X_train, train_df[schema["target"]].to_numpy(), X_val, val_df[schema["target"]].to_numpy(), {}
+
+
+def model_inputs(meta, transform, records) -> np.ndarray:
+    frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(records)
+    names = [f["name"] for f in meta.features]
+    if frame.empty:
+        raise InvalidInputError(f"no records given; expected at least one with features {names}")
+    return np.asarray(transform.transform(coerce_features(frame, meta.features)), dtype=np.float32)
+
+
+def prediction_offset(meta, records) -> float:
+    return 0.0
+
+
+def test_inputs(meta, test_df: pd.DataFrame):
+    """What evaluate feeds the bundle, the true targets, and the x-axis for plots."""
+    return test_df[[f["name"] for f in meta.features]], test_df[meta.target].to_numpy(), None

@@ -69,7 +69,7 @@ def clean_series(df: pd.DataFrame, recipe, source: str) -> tuple[pd.DataFrame, d
             raise DataError(f"{source}: channel {c!r} must be numeric; row {bad.index[0]} holds {bad.iloc[0]!r}")
         if values.isna().all():
             raise DataError(f"{source}: channel {c!r} has no values")
-        out[c] = values.interpolate(limit_direction="both").astype("float32")
+        out[c] = values.interpolate(limit_direction="both").astype("float64")
     need = spec.context_len + spec.label_offset
     if len(out) < need + 1:
         raise DataError(f"{source}: {len(out)} rows are too few for context_len {spec.context_len} + "
@@ -81,7 +81,7 @@ def clean_series(df: pd.DataFrame, recipe, source: str) -> tuple[pd.DataFrame, d
         "n_rows": int(len(out)), "rows": {"rows_in": rows_in, "gaps_interpolated": int(df[channels].isna().sum().sum())},
         "target_stats": _stats(out[spec.label_source_channel], categorical=False),
         "channels": channels,
-        "features": [{"name": c, "kind": "numeric", "dtype": "float32", "missing": 0, "imputation": "interpolate",
+        "features": [{"name": c, "kind": "numeric", "dtype": "float64", "missing": 0, "imputation": "interpolate",
                       "stats": _stats(out[c], categorical=False)} for c in inputs],
     }
     return out.reset_index(drop=True), schema
@@ -149,17 +149,19 @@ class ChannelScaler:
         return (values - self.mean_) / self.std_
 
 
-def segment_windows(df: pd.DataFrame, spec, input_channels: list[str], scaler: ChannelScaler | None):
-    """Windows and raw labels of one segment (per group when there is a group column)."""
-    groups = [g for _, g in df.groupby(spec.group_column, sort=False)] if spec.group_column else [df]
+def segment_windows(df: pd.DataFrame, series: dict[str, Any], input_channels: list[str],
+                    scaler: ChannelScaler | None):
+    """Windows, raw labels and label rows of one segment (per series when there is a group column)."""
+    group = series["group_column"]
+    groups = [g for _, g in df.groupby(group, sort=False)] if group else [df]
     Xs, ys, ts = [], [], []
     for g in groups:
-        inputs = g[input_channels].to_numpy(np.float32)
+        inputs = g[input_channels].to_numpy(np.float64)
         if scaler is not None:
-            inputs = scaler.transform(inputs).astype(np.float32)
-        X, label_rows = windows(inputs, spec.context_len, spec.label_offset)
+            inputs = scaler.transform(inputs)
+        X, label_rows = windows(inputs, series["context_len"], series["label_offset"])
         Xs.append(X)
-        ys.append(g[spec.label_source_channel].to_numpy(np.float64)[label_rows])
+        ys.append(g[series["label_source_channel"]].to_numpy(np.float64)[label_rows])
         ts.append(g.index.to_numpy()[label_rows])
     if len(Xs) == 1:
         return Xs[0], ys[0], ts[0]
@@ -181,3 +183,54 @@ def check_windows(records: Any, n_channels: int, context_len: int) -> np.ndarray
     if not np.isfinite(X).all():
         raise InvalidInputError("windows must hold finite numbers (no NaN or infinity)")
     return X
+
+
+# --- the family interface (see components/tasks/__init__.py) ---------------------------------
+
+def fit_inputs(recipe, schema: dict[str, Any], train_df: pd.DataFrame, val_df: pd.DataFrame, encoding: str):
+    """Scaler fitted on the train segment; windows of train and val; labels by the fitted rule."""
+    spec = recipe.timeseries
+    inputs = [f["name"] for f in schema["features"]]
+    delta = recipe.task == "regression" and spec.target_mode == "delta"
+    series = {"context_len": spec.context_len, "label_offset": spec.label_offset,
+              "label_source_channel": spec.label_source_channel, "group_column": spec.group_column,
+              "channels": schema["channels"], "target_mode": "delta" if delta else "level"}
+    scaler = ChannelScaler().fit(train_df[inputs].to_numpy(np.float32))
+    X_train, y_train, _ = segment_windows(train_df, series, inputs, None)
+    X_val, y_val, _ = segment_windows(val_df, series, inputs, None)
+    if len(X_train) == 0 or len(X_val) == 0:
+        raise DataError(f"the train or val segment ({len(train_df)} / {len(val_df)} rows) is shorter than one "
+                        f"window ({spec.context_len} + {spec.label_offset} rows); use more data or a shorter window")
+    rule = LabelRule(spec.label_rule, spec.threshold).fit(y_train)
+    if recipe.task == "classification":
+        y_train, y_val = rule.apply(y_train).astype(str), rule.apply(y_val).astype(str)
+    series.update(label_rule=rule.kind, threshold=rule.threshold)
+    if delta:
+        y_train, y_val = y_train - last_label_value(series, inputs, X_train), y_val - last_label_value(series, inputs, X_val)
+    return (scaler, scaler.transform(X_train).astype(np.float32), y_train, scaler.transform(X_val).astype(np.float32),
+            y_val, {"series": series})
+
+
+def last_label_value(series: dict[str, Any], input_names: list[str], raw_windows: np.ndarray) -> np.ndarray:
+    return np.asarray(raw_windows, dtype=np.float64)[:, input_names.index(series["label_source_channel"]), -1]
+
+
+def model_inputs(meta, transform, records) -> np.ndarray:
+    X = check_windows(records, len(meta.features), meta.series["context_len"])
+    return transform.transform(X).astype(np.float32)
+
+
+def prediction_offset(meta, records) -> np.ndarray | float:
+    """delta mode: the model predicts the change from the window's last label value; add it back."""
+    if meta.series.get("target_mode") != "delta":
+        return 0.0
+    X = check_windows(records, len(meta.features), meta.series["context_len"])
+    return last_label_value(meta.series, [f["name"] for f in meta.features], X)
+
+
+def test_inputs(meta, test_df: pd.DataFrame):
+    s = meta.series
+    X, y, rows = segment_windows(test_df, s, [f["name"] for f in meta.features], None)
+    if s["label_rule"] != "value":
+        y = LabelRule(s["label_rule"], s["threshold"]).apply(y).astype(str)
+    return X, y, rows

@@ -3,30 +3,33 @@ import numpy as np
 import pytest
 
 from components.errors import NotFittedError
-from components.models import build_adapter, list_models, load_adapter
+from components.models import build_adapter, get_entry, list_models, load_adapter
 from components.recipe import RecipeError, TrainSpec
 
 SPEC = TrainSpec(epochs=3, batch_size=32, early_stopping_patience=2)
 CASES = [(e.name, task) for e in list_models() for task in e.tasks]
 
 
-def data(task, n=120, seed=0):
+def data(task, n=120, seed=0, family="tabular"):
+    """Rows [n, 5], or windows [n, 3, 8] for time-series models; y depends on the inputs."""
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 5)).astype(np.float32)
-    y = X[:, 0] * 2 + X[:, 1] if task == "regression" else (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    X = rng.normal(size=(n, 5) if family == "tabular" else (n, 3, 8)).astype(np.float32)
+    flat = X.reshape(n, -1)
+    y = flat[:, 0] * 2 + flat[:, 1] if task == "regression" else (flat[:, 0] + flat[:, 1] > 0).astype(int) + (flat[:, 2] > 1)
     return X, y
 
 
 def small_params(name):
     return {"mlp": {"hidden_sizes": [8]}, "ft_transformer": {"d_token": 16, "n_blocks": 1, "n_heads": 2},
-            "random_forest": {"n_estimators": 10},
+            "lstm": {"hidden_size": 8}, "cnn1d": {"channels": [8]}, "random_forest": {"n_estimators": 10},
             "extra_trees": {"n_estimators": 10}, "hist_gradient_boosting": {"max_iter": 20}}.get(name, {})
 
 
 @pytest.mark.parametrize("name,task", CASES)
 def test_fit_save_load_predict_round_trip(tmp_path, name, task):
-    X, y = data(task)
-    adapter = build_adapter(name, task, 3 if task == "classification" else None, small_params(name))
+    family = get_entry(name).family
+    X, y = data(task, family=family)
+    adapter = build_adapter(name, task, 3 if task == "classification" else None, small_params(name), family)
     with pytest.raises(NotFittedError, match="not fitted"):
         adapter.predict_raw(X)
     states = []
@@ -79,3 +82,18 @@ def test_list_command_prints_table(capsys):
     assert main(["list", "--tag", "trees"]) == 0
     out = capsys.readouterr().out
     assert "random_forest" in out and "mlp" not in out
+
+
+def test_binary_torch_models_use_one_logit_and_pos_weight():
+    X, y = data("classification")
+    y = (y > 0).astype(int)
+    spec = TrainSpec(epochs=2, batch_size=32, pos_weight="global", loss="bce_soft_f1", grad_clip=1.0)
+    adapter = build_adapter("mlp", "classification", 2, {"hidden_sizes": [8]}).fit(X, y, X, y, spec, None)
+    assert adapter.net_[-1].out_features == 1
+    proba = adapter.predict_raw(X)
+    assert proba.shape == (len(X), 2) and np.allclose(proba.sum(1), 1)
+
+
+def test_family_mismatch_names_fitting_models():
+    with pytest.raises(RecipeError, match=r"'lstm' reads timeseries data but this recipe is tabular"):
+        build_adapter("lstm", "regression")
