@@ -31,8 +31,9 @@ class TorchAdapter(Adapter):
         return 1 if self.task == "regression" or self.n_classes == 2 else int(self.n_classes)
 
     def _fit(self, X, y, X_val, y_val, spec, callback) -> None:
-        from .torch_training import fit_module, load_initial_weights
+        from .torch_training import fit_module, load_initial_weights, seed_everything
 
+        seed_everything(spec.seed, spec.deterministic)
         self.input_shape_ = tuple(X.shape[1:])
         self.net_ = self.build_net(self.input_shape_, self._n_out())
         if spec.init_from:

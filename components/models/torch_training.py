@@ -66,12 +66,15 @@ def _targets(y: np.ndarray, task: str, n_out: int) -> torch.Tensor:
     return torch.as_tensor(y, dtype=torch.long)
 
 
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Call before building the network, so initial weights are seeded too."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
 def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) -> list[dict[str, float]]:
     """Train ``net``; early stopping on validation loss restores the best weights. Returns the history."""
-    torch.manual_seed(spec.seed)
-    np.random.seed(spec.seed)
-    if spec.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
     device = resolve_device(spec.device)
     net.to(device)
     with torch.no_grad():

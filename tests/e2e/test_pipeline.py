@@ -67,3 +67,32 @@ def test_default_recipe_end_to_end(mlflow_server, tmp_path, monkeypatch):
         assert summary["sample_answer"]["predictions"] and "curl -s" in summary["curl"]
     finally:
         stop_local_server(name)
+
+
+@pytest.mark.parametrize("recipe_name,overrides", [
+    ("co2-weekly", ["train.epochs=4"]),
+    ("sunspots-active", ["train.epochs=40", "evaluate.gate=['roc_auc >= 0.6']"]),
+])
+def test_time_series_recipes_end_to_end(recipe_name, overrides, tmp_path, monkeypatch):
+    """Time series through the real kfp.local runner, MLflow (sqlite) and a KServe server."""
+    from pipelines.submit import run_local
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("PLATFORM_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))
+    name = f"e2e-{recipe_name}"
+    recipe = Recipe.from_file(ROOT / "pipelines" / "recipes" / f"{recipe_name}.yaml",
+                              [*overrides, f"register.model_name={name}", f"deploy.port={free_port()}"])
+    try:
+        summary = run_local(recipe)
+        assert summary["gate"] == "passed", summary
+        served = json.loads((tmp_path / "home" / "serving" / f"{name}.json").read_text())
+        bundle = load_bundle(served["model_dir"])
+        windows = summary["sample_request"]["instances"]
+        answer = summary["sample_answer"]["predictions"]
+        if recipe.task == "regression":
+            np.testing.assert_allclose(answer, bundle.predict(windows), rtol=1e-6)
+        else:
+            assert [a["label"] for a in answer] == list(bundle.predict(windows))
+    finally:
+        stop_local_server(name)

@@ -106,3 +106,36 @@ def test_wrong_types_and_unknown_features(housing):
     assert requests.post(f"{url}/v1/models/ghost:predict", json={"instances": [record]}).status_code == 404
     ok = requests.post(f"{url}/v1/models/housing:predict", json={"instances": [record]})
     assert ok.status_code == 200, "the server keeps serving after bad requests"
+
+
+@pytest.fixture(scope="module")
+def sunspots(python, tmp_path_factory):
+    from components.recipe import Recipe
+    from tests.conftest import ROOT, run_steps
+
+    recipe = Recipe.from_file(ROOT / "pipelines" / "recipes" / "sunspots-active.yaml",
+                              ["train.epochs=3", "model.params.hidden_size=8"])
+    run = (recipe, run_steps(recipe, tmp_path_factory.mktemp("sun")))
+    proc, url, p = serve(python, run, "sun", tmp_path_factory)
+    yield url, p
+    stop_process(proc)
+
+
+def test_time_series_windows_over_v1_and_v2(sunspots):
+    from components.tasks.timeseries import test_inputs
+
+    url, p = sunspots
+    bundle = load_bundle(p["model"])
+    X, _, _ = test_inputs(bundle.meta, pd.read_parquet(p["test.parquet"]))
+    X = np.asarray(X[:4])
+    expected = bundle.predict_proba(X)[:, 1]
+    v1 = requests.post(f"{url}/v1/models/sun:predict", json={"instances": X.tolist()}).json()
+    np.testing.assert_allclose([a["probabilities"]["1"] for a in v1["predictions"]], expected, rtol=1e-5)
+    body = {"inputs": [{"name": "window", "shape": list(X.shape), "datatype": "FP32", "data": X.ravel().tolist()}]}
+    v2 = requests.post(f"{url}/v2/models/sun/infer", json=body).json()
+    out = {o["name"]: o for o in v2["outputs"]}
+    np.testing.assert_allclose(np.asarray(out["probabilities"]["data"]).reshape(4, 2)[:, 1], expected, rtol=1e-5)
+    bad = requests.post(f"{url}/v1/models/sun:predict", json={"instances": [[[1, 2, 3]]]})
+    assert bad.status_code == 400 and "expected [1, 11] per instance" in bad.json()["error"]
+    two = {"inputs": [body["inputs"][0], {**body["inputs"][0], "name": "other"}]}
+    assert requests.post(f"{url}/v2/models/sun/infer", json=two).status_code == 400

@@ -1,0 +1,136 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.bundle import load_bundle
+from components.errors import DataError, InvalidInputError
+from components.recipe import Recipe, RecipeError
+from components.steps.load import load
+from components.steps.preprocess import preprocess
+from components.steps.split import split
+from components.tasks.timeseries import ChannelScaler, LabelRule, check_windows, rolling_folds, windows
+from tests.conftest import DATA, ROOT, run_steps
+
+
+def ts_recipe(uri, task="regression", **ts):
+    spec = {"context_len": 6, "label_offset": 1, "label_source_channel": "a", **ts}
+    return Recipe.parse({"name": "ts", "task": task, "data": {"uri": str(uri)}, "timeseries": spec,
+                         "split": {"method": "time"}, "model": {"name": "lstm", "params": {"hidden_size": 8}},
+                         "train": {"epochs": 3, "batch_size": 16}, "register": {"model_name": "ts"}})
+
+
+def test_windows_are_a_zero_copy_view_with_labels_at_the_offset():
+    values = np.arange(40, dtype=np.float32).reshape(20, 2)  # row r holds [2r, 2r+1]
+    X, label_rows = windows(values, context_len=5, label_offset=2)
+    assert X.shape == (20 - 5 - 2 + 1, 2, 5) and np.shares_memory(X, values)
+    assert X[0, 0].tolist() == [0, 2, 4, 6, 8] and X[3, 1].tolist() == [7, 9, 11, 13, 15]
+    assert label_rows[0] == 4 + 2, "label is label_offset steps after the window's last step"
+
+
+def test_label_rules_and_quantile_fitted_on_train():
+    y = np.array([0.0, 1.0, 2.0, 3.0, -1.0])
+    assert LabelRule("nonzero").apply(y).tolist() == [0, 1, 1, 1, 1]
+    assert LabelRule("gt", 1.5).apply(y).tolist() == [0, 0, 1, 1, 0]
+    assert LabelRule("lt", 0.5).apply(y).tolist() == [1, 0, 0, 0, 1]
+    fitted = LabelRule("quantile", 0.5).fit(np.array([10.0, 20.0, 30.0]))
+    assert (fitted.kind, fitted.threshold) == ("gt", 20.0)
+
+
+def test_rolling_folds_expand_and_never_overlap():
+    folds = rolling_folds(100, 3, val_rows=10, test_rows=10)
+    assert [f["train"] for f in folds] == [(0, 60), (0, 70), (0, 80)]
+    for f in folds:
+        assert f["train"][1] == f["val"][0] and f["val"][1] == f["test"][0] and f["test"][1] <= 100
+    assert folds[-1]["test"][1] == 100
+    with pytest.raises(DataError, match="cannot hold"):
+        rolling_folds(20, 3, 10, 10)
+
+
+def test_channel_files_are_stacked_and_windows_never_cross_a_split(tmp_path):
+    recipe = ts_recipe(DATA / "macro" / "*.csv", label_source_channel="infl", timestamp_column="quarter")
+    load(recipe, tmp_path / "raw.parquet")
+    schema = preprocess(recipe, tmp_path / "raw.parquet", tmp_path / "clean.parquet", tmp_path / "s.json",
+                        tmp_path / "r.md")
+    assert schema["channels"] == ["infl", "realint", "tbilrate", "unemp"] and schema["n_rows"] == 203
+    parts = [tmp_path / f"{p}.parquet" for p in ("train", "val", "test")]
+    sizes = split(recipe, tmp_path / "clean.parquet", *parts)
+    assert sizes == {"train": 142, "val": 20, "test": 41}
+    quarters = [pd.read_parquet(p)["quarter"] for p in parts]
+    assert quarters[0].iloc[-1] < quarters[1].iloc[0] and quarters[1].iloc[-1] < quarters[2].iloc[0], "time order"
+    from components.tasks.timeseries import fit_inputs
+
+    train_df, val_df = pd.read_parquet(parts[0]), pd.read_parquet(parts[1])
+    scaler, X_train, y_train, X_val, _, extra = fit_inputs(recipe, schema, train_df, val_df, "onehot")
+    assert X_train.shape == (142 - 6, 4, 6) and X_val.shape == (20 - 6, 4, 6)
+    np.testing.assert_allclose(scaler.mean_, train_df[schema["channels"]].mean().to_numpy(), rtol=1e-5)
+    assert extra["series"]["target_mode"] == "delta"
+
+
+@pytest.mark.parametrize("setup,match", [
+    (lambda d: [pd.DataFrame({"a": range(10)}).to_csv(d / "a.csv", index=False),
+                pd.DataFrame({"b": range(12)}).to_csv(d / "b.csv", index=False)], "different lengths"),
+    (lambda d: pd.DataFrame({"a": ["1", "x"] * 10}).to_csv(d / "a.csv", index=False),
+     "channel 'a' must be numeric; row 1 holds 'x'"),
+    (lambda d: pd.DataFrame({"a": range(5)}).to_csv(d / "a.csv", index=False), "too few for context_len 6"),
+])
+def test_bad_series_fail_clearly(tmp_path, setup, match):
+    setup(tmp_path)
+    recipe = ts_recipe(tmp_path / "*.csv")
+    with pytest.raises(DataError, match=match):
+        load(recipe, tmp_path / "raw.parquet")
+        preprocess(recipe, tmp_path / "raw.parquet", tmp_path / "c.parquet", tmp_path / "s.json", tmp_path / "r.md")
+
+
+def test_recipe_checks_for_time_series():
+    with pytest.raises(RecipeError, match="does not fit task 'classification'"):
+        ts_recipe("x", task="classification")
+    with pytest.raises(RecipeError, match="quantile' needs threshold in"):
+        ts_recipe("x", task="classification", label_rule="quantile", threshold=3)
+    with pytest.raises(RecipeError, match="for time series"):
+        Recipe.parse({"name": "t", "task": "regression", "data": {"uri": "x", "target": "y"},
+                      "split": {"method": "time"}, "register": {"model_name": "t"}})
+
+
+@pytest.fixture(scope="module")
+def sunspots_run(tmp_path_factory):
+    recipe = Recipe.from_file(ROOT / "pipelines" / "recipes" / "sunspots-active.yaml",
+                              ["train.epochs=4", "model.params.hidden_size=8"])
+    return recipe, run_steps(recipe, tmp_path_factory.mktemp("sunspots"))
+
+
+def test_binary_series_evaluation_reports_threshold_and_plots(sunspots_run):
+    _, p = sunspots_run
+    result = json.loads((p["eval"] / "evaluation.json").read_text())
+    assert 0 <= result["metrics"]["best_threshold"] <= 1 and "f1_at_0.5" in result["metrics"]
+    assert {"score_histogram.png", "roc_curve.png", "predicted_over_time.png"} <= {f.name for f in p["eval"].iterdir()}
+    bundle = load_bundle(p["model"])
+    assert bundle.meta.series["label_rule"] == "gt" and bundle.meta.classes == ["0", "1"]
+
+
+def test_delta_regression_adds_the_last_value_back(tmp_path):
+    t = np.arange(300, dtype=float)
+    pd.DataFrame({"a": 100 + 0.5 * t + np.sin(t / 3)}).to_csv(tmp_path / "trend.csv", index=False)
+    recipe = ts_recipe(tmp_path / "trend.csv")
+    p = run_steps(recipe, tmp_path / "out")
+    rmse = json.loads((p["eval"] / "evaluation.json").read_text())["metrics"]["rmse"]
+    assert rmse < 2.0, "a trend beyond the train range is still followed (the test level is ~+100 above train)"
+
+
+def test_served_windows_are_checked():
+    assert check_windows([[1.0, 2.0, 3.0]], 1, 3).shape == (1, 1, 3)
+    with pytest.raises(InvalidInputError, match=r"expected \[2, 3\] per instance"):
+        check_windows([[[1, 2, 3]]], 2, 3)
+    with pytest.raises(InvalidInputError, match="finite"):
+        check_windows([[[1, float("nan"), 3]]], 1, 3)
+    with pytest.raises(InvalidInputError, match="window of numbers"):
+        check_windows([[["a", "b", "c"]]], 1, 3)
+
+
+def test_channel_scaler_on_rows_and_windows():
+    rows = np.random.default_rng(0).normal(5, 2, size=(50, 3))
+    s = ChannelScaler().fit(rows)
+    np.testing.assert_allclose(s.transform(rows).mean(axis=0), 0, atol=1e-5)
+    win, _ = windows(rows, 4, 1)
+    np.testing.assert_allclose(s.transform(win)[0], s.transform(rows)[:4].T, rtol=1e-5)

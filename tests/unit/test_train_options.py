@@ -1,0 +1,82 @@
+"""Options every PyTorch model gets: determinism, checkpoints, fine-tuning, class imbalance."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from components.bundle import load_bundle
+from components.models import build_adapter
+from components.recipe import TrainSpec
+from tests.conftest import make_recipe, run_steps
+
+
+def data(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4)).astype(np.float32)
+    return X, (X[:, 0] + 0.5 * X[:, 1] > 1.0).astype(int)  # ~20 % positives
+
+
+def fit(spec, **params):
+    X, y = data()
+    return build_adapter("mlp", "classification", 2, {"hidden_sizes": [16], **params}).fit(X, y, X, y, spec, None)
+
+
+def test_same_seed_same_model():
+    spec = TrainSpec(epochs=3, batch_size=32, seed=5, deterministic=True)
+    a, b = fit(spec), fit(spec)
+    for pa, pb in zip(a.net_.parameters(), b.net_.parameters()):
+        assert torch.equal(pa, pb)
+    c = fit(spec.model_copy(update={"seed": 6}))
+    assert not torch.equal(next(a.net_.parameters()), next(c.net_.parameters()))
+
+
+def test_best_epoch_checkpoint_is_written(tmp_path):
+    ckpt = tmp_path / "ckpt" / "best.pt"
+    adapter = fit(TrainSpec(epochs=4, batch_size=32, checkpoint_path=str(ckpt)))
+    saved = torch.load(ckpt, weights_only=True)
+    best = min(adapter.history_, key=lambda h: h["val_loss"])
+    assert saved["epoch"] == best["epoch"] and saved["val_loss"] == pytest.approx(best["val_loss"])
+    for name, value in adapter.net_.state_dict().items():
+        assert torch.equal(saved["state_dict"][name].cpu(), value), "restored weights are the checkpoint's"
+
+
+def test_pos_weight_global_and_soft_f1_raise_recall():
+    X, y = data()
+    plain = fit(TrainSpec(epochs=15, batch_size=32, learning_rate=0.003))
+    weighted = fit(TrainSpec(epochs=15, batch_size=32, learning_rate=0.003, pos_weight="global",
+                             loss="bce_soft_f1", soft_f1_alpha=0.5))
+    recall = [((m.predict_raw(X)[:, 1] > 0.5) & (y == 1)).sum() / y.sum() for m in (plain, weighted)]
+    assert recall[1] >= recall[0]
+
+
+def test_fine_tune_from_a_bundle_and_refuse_mismatched_weights(tmp_path):
+    recipe = make_recipe(train={"epochs": 6})
+    first = run_steps(recipe, tmp_path / "a")
+    tuned = make_recipe(train={"epochs": 1, "init_from": str(first["model"]), "learning_rate": 1e-6})
+    p = run_steps(tuned, tmp_path / "b")
+    a, b = load_bundle(first["model"]), load_bundle(p["model"])
+    for pa, pb in zip(a.adapter.net_.parameters(), b.adapter.net_.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-3), "a tiny learning rate keeps the loaded weights"
+    wrong = make_recipe(train={"epochs": 1, "init_from": str(first["model"])}, model={"params": {"hidden_sizes": [7]}})
+    with pytest.raises(ValueError, match="do not fit this network"):
+        run_steps(wrong, tmp_path / "c")
+    with pytest.raises(FileNotFoundError, match="no weights at"):
+        run_steps(make_recipe(train={"epochs": 1, "init_from": str(tmp_path / "nothing.pt")}), tmp_path / "d")
+
+
+def test_ft_transformer_tokens_numeric_and_categorical(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame({"x": rng.normal(size=n), "colour": rng.choice(["red", "green", "blue"], n)})
+    df["y"] = df["x"] * 2 + df["colour"].map({"red": 3.0, "green": 0.0, "blue": -3.0}) + rng.normal(0, 0.1, n)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    recipe = make_recipe(data={"uri": str(tmp_path / "t.csv"), "target": "y", "sample_rows": None},
+                         model={"name": "ft_transformer", "params": {"d_token": 16, "n_blocks": 1, "n_heads": 2}},
+                         train={"epochs": 30, "learning_rate": 0.003, "batch_size": 32})
+    p = run_steps(recipe, tmp_path / "out")
+    bundle = load_bundle(p["model"])
+    assert bundle.adapter.params["cat_cardinalities"] == [4], "3 colours + unknown"
+    rows = pd.DataFrame({"x": [0.0, 0.0, 0.0], "colour": ["red", "blue", "purple"]})
+    pred = bundle.predict(rows)
+    assert pred[0] - pred[1] > 3, "the colour token carries its effect"
+    assert np.isfinite(pred[2]), "an unseen category maps to the unknown token"
