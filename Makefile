@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 RECIPE ?= pipelines/recipes/california-housing.yaml
 
-.PHONY: setup run test test-fast compile models stop clean
+.PHONY: setup run test test-fast bench compile models stop clean
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,11 @@ test: setup          ## unit, integration (real local services) and end-to-end t
 
 test-fast: setup     ## unit tests only
 	$(BIN)/python -m pytest -q tests/unit
+
+bench: setup         ## benchmarks (figures in README): training loop, windowing, California RMSE
+	$(BIN)/python tests/benchmarks/bench_tabular_training.py
+	$(BIN)/python tests/benchmarks/bench_windowing.py
+	$(BIN)/python tests/benchmarks/bench_california.py
 
 compile: setup       ## pipelines/compiled/pipeline.yaml for the KFP UI
 	$(BIN)/python pipelines/compile.py --recipe $(RECIPE)

@@ -108,13 +108,13 @@ def rolling_folds(n: int, n_folds: int, val_rows: int, test_rows: int) -> list[d
 
 # --- windows and labels ----------------------------------------------------------------------
 
-def windows(values: np.ndarray, context_len: int, label_offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """``values`` [T, C] → (X [N, C, L] as a read-only view, index of each window's label row [N])."""
-    n = len(values) - context_len - label_offset + 1
-    if n <= 0:
-        return np.empty((0, values.shape[1], context_len), values.dtype), np.empty(0, int)
-    X = sliding_window_view(values, context_len, axis=0)[:n]
-    return X, np.arange(n) + context_len - 1 + label_offset
+def windows(values: np.ndarray, context_len: int, label_offset: int) -> tuple[np.ndarray, slice]:
+    """``values`` [T, C] → (X [N, C, L], a read-only view; the label rows, as a slice so labels are a view too)."""
+    n = max(len(values) - context_len - label_offset + 1, 0)
+    first = context_len - 1 + label_offset
+    if n == 0:
+        return np.empty((0, values.shape[1], context_len), values.dtype), slice(first, first)
+    return sliding_window_view(values, context_len, axis=0)[:n], slice(first, first + n)
 
 
 @dataclass

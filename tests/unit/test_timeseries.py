@@ -14,10 +14,10 @@ from components.tasks.timeseries import ChannelScaler, LabelRule, check_windows,
 from tests.conftest import DATA, ROOT, run_steps
 
 
-def ts_recipe(uri, task="regression", **ts):
+def ts_recipe(uri, task="regression", split_method="time", **ts):
     spec = {"context_len": 6, "label_offset": 1, "label_source_channel": "a", **ts}
     return Recipe.parse({"name": "ts", "task": task, "data": {"uri": str(uri)}, "timeseries": spec,
-                         "split": {"method": "time"}, "model": {"name": "lstm", "params": {"hidden_size": 8}},
+                         "split": {"method": split_method}, "model": {"name": "lstm", "params": {"hidden_size": 8}},
                          "train": {"epochs": 3, "batch_size": 16}, "register": {"model_name": "ts"}})
 
 
@@ -26,7 +26,8 @@ def test_windows_are_a_zero_copy_view_with_labels_at_the_offset():
     X, label_rows = windows(values, context_len=5, label_offset=2)
     assert X.shape == (20 - 5 - 2 + 1, 2, 5) and np.shares_memory(X, values)
     assert X[0, 0].tolist() == [0, 2, 4, 6, 8] and X[3, 1].tolist() == [7, 9, 11, 13, 15]
-    assert label_rows[0] == 4 + 2, "label is label_offset steps after the window's last step"
+    assert label_rows.start == 4 + 2, "label is label_offset steps after the window's last step"
+    assert np.shares_memory(values[label_rows, 0], values), "labels are a view as well"
 
 
 def test_label_rules_and_quantile_fitted_on_train():
@@ -134,3 +135,22 @@ def test_channel_scaler_on_rows_and_windows():
     np.testing.assert_allclose(s.transform(rows).mean(axis=0), 0, atol=1e-5)
     win, _ = windows(rows, 4, 1)
     np.testing.assert_allclose(s.transform(win)[0], s.transform(rows)[:4].T, rtol=1e-5)
+
+
+def test_group_series_keep_windows_inside_one_series(tmp_path):
+    from components.tasks.timeseries import segment_windows
+
+    frames = [pd.DataFrame({"sid": f"s{g}", "a": 1000.0 * g + np.arange(30)}) for g in range(5)]
+    pd.concat(frames).to_csv(tmp_path / "long.csv", index=False)
+    recipe = ts_recipe(tmp_path / "long.csv", split_method="group", group_column="sid")
+    load(recipe, tmp_path / "raw.parquet")
+    preprocess(recipe, tmp_path / "raw.parquet", tmp_path / "clean.parquet", tmp_path / "s.json", tmp_path / "r.md")
+    parts = [tmp_path / f"{p}.parquet" for p in ("train", "val", "test")]
+    split(recipe, tmp_path / "clean.parquet", *parts)
+    groups = [set(pd.read_parquet(p)["sid"]) for p in parts]
+    assert not (groups[0] & groups[2] or groups[1] & groups[2] or groups[0] & groups[1])
+    series = {"context_len": 6, "label_offset": 1, "label_source_channel": "a", "group_column": "sid"}
+    X, y, _ = segment_windows(pd.read_parquet(parts[0]), series, ["a"], None)
+    assert len(X) == (30 - 6 - 1 + 1) * len(groups[0]), "windows per series, none spanning two"
+    assert (X.max(axis=(1, 2)) // 1000 == X.min(axis=(1, 2)) // 1000).all(), "each window from one series"
+    assert (y // 1000 == X[:, 0, -1] // 1000).all() and (y - X[:, 0, -1] == 1).all()
