@@ -73,3 +73,19 @@ def test_deploy_local_serves_the_champion_and_replaces_it(regression_run, mlflow
         assert requests.post(second["url"], json={"instances": [row]}, timeout=30).json() == answer
     finally:
         stop_local_server(recipe.registry.model_name)
+
+
+def test_fine_tune_from_the_registered_champion(regression_run, mlflow_sqlite, tmp_path):
+    import torch
+
+    from components.bundle import load_bundle
+    from components.steps.train import train
+
+    recipe, p = regression_run
+    register(recipe, p["model"], p["eval"], "run-ft")
+    tuned = make_recipe(train={"epochs": 1, "learning_rate": 1e-7,
+                               "init_from": f"models:/{recipe.registry.model_name}@champion"})
+    train(tuned, p["train.parquet"], p["val.parquet"], p["schema.json"], tmp_path / "tuned")
+    before, after = load_bundle(p["model"]).adapter.net_, load_bundle(tmp_path / "tuned").adapter.net_
+    for a, b in zip(before.parameters(), after.parameters()):
+        assert torch.allclose(a, b, atol=1e-4), "training started from the champion's weights"
