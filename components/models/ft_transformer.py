@@ -3,7 +3,7 @@
 Every numeric feature becomes a token through its own affine map, every categorical feature
 through an embedding; a [CLS] token is appended, pre-norm Transformer blocks mix the tokens,
 and the head reads the [CLS] token. Defaults are the paper's: d_token 192, 3 blocks, 8 heads,
-attention dropout 0.2, FFN dropout 0.1, FFN size 4/3 d_token (GELU here instead of ReGLU).
+attention dropout 0.2, FFN dropout 0.1, no residual dropout, ReGLU feed-forward of 4/3 d_token.
 """
 from __future__ import annotations
 

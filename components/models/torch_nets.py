@@ -48,23 +48,43 @@ class FeatureTokenizer(nn.Module):
         return tokens
 
 
+class ReGLU(nn.Module):
+    def forward(self, x):
+        a, b = x.chunk(2, dim=-1)
+        return a * torch.relu(b)
+
+
+class FTBlock(nn.Module):
+    """Pre-norm Transformer block as in the paper: no residual dropout, ReGLU feed-forward."""
+
+    def __init__(self, d: int, n_heads: int, attention_dropout: float, ffn_dropout: float, ffn_factor: float,
+                 first: bool):
+        super().__init__()
+        hidden = int(d * ffn_factor)
+        self.attn_norm = nn.Identity() if first else nn.LayerNorm(d)  # tokens are fresh in the first block
+        self.attn = nn.MultiheadAttention(d, n_heads, dropout=attention_dropout, batch_first=True)
+        self.ffn_norm = nn.LayerNorm(d)
+        self.ffn = nn.Sequential(nn.Linear(d, 2 * hidden), ReGLU(), nn.Dropout(ffn_dropout), nn.Linear(hidden, d))
+
+    def forward(self, x):
+        h = self.attn_norm(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.ffn(self.ffn_norm(x))
+
+
 class FTTransformer(nn.Module):
     def __init__(self, n_num: int, cat_cardinalities: list[int], n_out: int, d_token: int, n_blocks: int,
                  n_heads: int, attention_dropout: float, ffn_dropout: float, ffn_factor: float):
         super().__init__()
         self.tokenizer = FeatureTokenizer(n_num, cat_cardinalities, d_token)
-        self.cls = nn.Parameter(torch.zeros(1, 1, d_token))
+        self.cls = nn.Parameter(torch.empty(1, 1, d_token))
         nn.init.uniform_(self.cls, -d_token ** -0.5, d_token ** -0.5)
-        layer = nn.TransformerEncoderLayer(d_token, n_heads, dim_feedforward=int(d_token * ffn_factor),
-                                           dropout=ffn_dropout, activation="gelu", batch_first=True,
-                                           norm_first=True)
-        layer.self_attn.dropout = attention_dropout  # copied into every block below
-        self.blocks = nn.TransformerEncoder(layer, n_blocks, enable_nested_tensor=False)
+        self.blocks = nn.Sequential(*[FTBlock(d_token, n_heads, attention_dropout, ffn_dropout, ffn_factor, i == 0)
+                                      for i in range(n_blocks)])
         self.head = nn.Sequential(nn.LayerNorm(d_token), nn.ReLU(), nn.Linear(d_token, n_out))
 
     def forward(self, x):
-        tokens = self.tokenizer(x)
-        tokens = torch.cat([tokens, self.cls.expand(len(x), -1, -1)], dim=1)
+        tokens = torch.cat([self.tokenizer(x), self.cls.expand(len(x), -1, -1)], dim=1)
         return self.head(self.blocks(tokens)[:, -1])
 
 

@@ -32,13 +32,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ft-epochs", type=int, default=100)
     parser.add_argument("--mlp-epochs", type=int, default=200)
+    parser.add_argument("--only", nargs="*", choices=list(TARGETS), help="run only these models")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     base = ROOT / "pipelines" / "recipes" / "california-housing.yaml"
     runs = {
         "mlp": [f"train.epochs={args.mlp_epochs}"],
         "ft_transformer": ["model.name=ft_transformer", "model.params={}", f"train.epochs={args.ft_epochs}",
-                           "train.learning_rate=0.0001", "train.weight_decay=0.00001", "train.early_stopping_patience=16"],
+                           "train.learning_rate=0.0001", "train.weight_decay=0.00001", "train.early_stopping_patience=16",
+                           "train.scheduler=none"],  # the paper's constant learning rate
         "hist_gradient_boosting": ["model.name=hist_gradient_boosting", "model.params={max_iter: 1000, early_stopping: true}"],
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,6 +52,8 @@ def main() -> int:
         print(f"split {sizes} (seed {recipe.split.seed}); torch threads on this machine decide the times")
         print(f"{'model':<24}{'test RMSE':>10}{'target':>8}{'epochs':>8}{'seconds':>9}")
         for name, overrides in runs.items():
+            if args.only and name not in args.only:
+                continue
             r = Recipe.from_file(base, [f"data.uri={ROOT / 'data' / 'california_housing.parquet'}", *overrides])
             start = time.perf_counter()
             fit = train(r, d / "train.parquet", d / "val.parquet", d / "schema.json", d / name)
