@@ -1,19 +1,131 @@
-"""Where artifacts live. Local paths and globs here; object-store URIs plug in beside them."""
+"""Where data and artifacts live: local paths and globs, and s3:// or minio:// object-store URIs.
+
+The object store is reached with the MinIO client; its endpoint and credentials come from the
+environment only (on a cluster, a Kubernetes Secret): ``S3_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL``
+/ ``MLFLOW_S3_ENDPOINT_URL``), ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``; ``S3_VERIFY_TLS=false``
+accepts a self-signed certificate.
+"""
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import glob
 import hashlib
+import logging
 import os
 import shutil
+import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
+from urllib.parse import urlparse
 
-from .errors import DataError
+from .errors import DataError, PlatformError
+
+log = logging.getLogger(__name__)
+REMOTE_SCHEMES = ("s3", "minio")
+T = TypeVar("T")
+
+
+class ObjectStoreError(PlatformError, ConnectionError):
+    """The object store is not configured or cannot be reached."""
+
+
+def is_remote(uri: str) -> bool:
+    return urlparse(str(uri)).scheme in REMOTE_SCHEMES
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme not in REMOTE_SCHEMES or not parsed.netloc:
+        raise DataError(f"{uri!r} is not an object-store URI; expected s3://bucket/key or minio://bucket/key")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def object_store():
+    """A MinIO client for the configured endpoint; a clear error when none is configured."""
+    from minio import Minio
+
+    endpoint = next((os.environ[k] for k in ("S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
+                     if os.environ.get(k)), None)
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not (endpoint and key and secret):
+        raise ObjectStoreError("no object store is configured: set S3_ENDPOINT_URL (e.g. http://minio:9000), "
+                               "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
+    http_client = None
+    if os.environ.get("S3_VERIFY_TLS", "true").lower() == "false":
+        import urllib3
+
+        http_client = urllib3.PoolManager(cert_reqs="CERT_NONE")
+    return Minio(parsed.netloc, access_key=key, secret_key=secret, secure=parsed.scheme == "https",
+                 region=os.environ.get("AWS_DEFAULT_REGION"), http_client=http_client)
+
+
+def with_retries(action: Callable[[], T], what: str, attempts: int = 4, base_delay: float = 0.5) -> T:
+    """Bounded retries with exponential backoff for an unreachable store, then one clear error."""
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except (Urllib3Error, OSError) as exc:
+            if attempt == attempts:
+                raise ObjectStoreError(f"object store unreachable while {what} after {attempts} attempts: "
+                                       f"{type(exc).__name__}: {exc}") from None
+            delay = base_delay * 2 ** (attempt - 1)
+            log.warning("object store error while %s (%s); retry %d/%d in %.1fs", what, type(exc).__name__,
+                        attempt, attempts - 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _fetch_remote(uri: str) -> list[Path]:
+    """Download what a remote URI names (one object, a prefix, or a glob on keys) to the local cache."""
+    from minio.error import S3Error
+
+    from .settings import platform_home
+
+    bucket, key = split_uri(uri)
+    client = object_store()
+    pattern = key if any(ch in key for ch in "*?[") else None
+    prefix = key.split("*")[0].split("?")[0].split("[")[0] if pattern else key
+    try:
+        objects = with_retries(lambda: [o.object_name for o in client.list_objects(bucket, prefix=prefix, recursive=True)
+                                        if not o.is_dir], f"listing {uri}")
+    except S3Error as exc:
+        raise DataError(f"{uri}: {exc.code} ({exc.message})") from None
+    names = sorted(n for n in objects if (fnmatch.fnmatch(n, pattern) if pattern else n == key or n.startswith(key.rstrip("/") + "/")))
+    if not names:
+        raise DataError(f"nothing found at {uri}; expected an object, a prefix or a glob that names at least one")
+    cache = platform_home() / "cache" / bucket
+    local = []
+    for name in names:
+        target = cache / name
+        with atomic_path(target) as tmp:
+            with_retries(lambda: client.fget_object(bucket, name, str(tmp)), f"downloading s3://{bucket}/{name}")
+        local.append(target)
+    log.info("downloaded %d object(s) from %s", len(local), uri)
+    return local
+
+
+def upload(local: str | os.PathLike, uri: str) -> str:
+    """Upload a file, or a directory's files under the URI as a prefix; returns the URI."""
+    bucket, key = split_uri(uri)
+    client = object_store()
+    if not with_retries(lambda: client.bucket_exists(bucket), f"checking bucket {bucket}"):
+        with_retries(lambda: client.make_bucket(bucket), f"creating bucket {bucket}")
+    local = Path(local)
+    files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+    for path in files:
+        name = key if local.is_file() else f"{key.rstrip('/')}/{path.relative_to(local).as_posix()}"
+        with_retries(lambda: client.fput_object(bucket, name, str(path)), f"uploading {path}")
+    return uri
 
 
 def expand(uri: str) -> list[Path]:
-    """The files a data URI names: one path, a directory's files, or a glob, sorted."""
+    """The files a data URI names: one path, a directory's files, or a glob, sorted; remote ones downloaded."""
+    if is_remote(uri):
+        return _fetch_remote(uri)
     if any(ch in uri for ch in "*?["):
         paths = sorted(Path(p) for p in glob.glob(uri, recursive=True) if Path(p).is_file())
         if not paths:

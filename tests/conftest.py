@@ -118,3 +118,45 @@ def stop_process(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable
+
+
+S3_KEY, S3_SECRET = "platform-test", "platform-test-secret"  # a throwaway store's credentials
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server on 127.0.0.1 standing in for MinIO: SeaweedFS's ``weed mini``."""
+    import json
+    import shutil
+
+    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    home = tmp_path_factory.mktemp("seaweedfs")
+    (home / "s3.json").write_text(json.dumps({"identities": [{
+        "name": "admin", "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    port = free_port()
+    log = home / "weed.log"
+    proc = start_process([weed, "mini", f"-dir={home / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                          f"-s3.port={port}", f"-s3.config={home / 's3.json'}", "-webdav=false", "-admin.ui=false",
+                          "-master.telemetry=false"], log)
+    (home / "data").mkdir(exist_ok=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"weed exited: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield f"http://127.0.0.1:{port}"
+    stop_process(proc)
+
+
+@pytest.fixture()
+def s3_env(s3_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("S3_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))
+    return s3_server
