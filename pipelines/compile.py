@@ -14,14 +14,14 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_RECIPE = ROOT / "pipelines" / "recipes" / "california-housing.yaml"
 
 
-def compile_pipeline(recipe_path, overrides, output, placement) -> Path:
+def compile_pipeline(recipe_path, overrides, output, cluster) -> Path:
     from kfp import compiler
 
     from components.recipe import Recipe
     from pipelines.pipeline import make_pipeline
 
     recipe = Recipe.from_file(recipe_path, overrides)
-    compiler.Compiler().compile(make_pipeline(recipe, placement), str(output))
+    compiler.Compiler().compile(make_pipeline(recipe, cluster), str(output))
     return Path(output)
 
 
@@ -38,14 +38,14 @@ def main(argv=None) -> int:
     parser.add_argument("--toleration", default="nvidia.com/gpu", help="taint key the train step tolerates; '' for none")
     args = parser.parse_args(argv)
     from components.recipe import RecipeError
-    from pipelines.pipeline import TrainPlacement
+    from pipelines.pipeline import ClusterConfig
 
     selector = tuple(args.node_selector.split("=", 1)) if args.node_selector else None
-    placement = TrainPlacement(gpus=args.gpus, node_selector=selector, toleration=args.toleration or None,
+    cluster = ClusterConfig(gpus=args.gpus, node_selector=selector, toleration=args.toleration or None,
                                image_registry=args.image_registry, image_tag=args.image_tag)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     try:
-        out = compile_pipeline(args.recipe, args.overrides, args.output, placement)
+        out = compile_pipeline(args.recipe, args.overrides, args.output, cluster)
     except RecipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

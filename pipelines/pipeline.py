@@ -15,8 +15,8 @@ from pipelines.kfp_steps import build_components
 
 
 @dataclass(frozen=True)
-class TrainPlacement:
-    """Compile-time cluster settings: where the train step runs, and which images the steps use."""
+class ClusterConfig:
+    """Compile-time cluster settings: train placement, step images, and the Secrets steps read."""
     gpus: int = 1
     accelerator: str = "nvidia.com/gpu"
     node_selector: tuple[str, str] | None = ("nvidia.com/gpu.present", "true")
@@ -25,10 +25,17 @@ class TrainPlacement:
     memory: str = "16G"
     image_registry: str | None = None   # None: PLATFORM_IMAGE_REGISTRY
     image_tag: str | None = None        # None: PLATFORM_IMAGE_TAG
+    # Credentials reach steps only as environment variables from these Kubernetes Secrets.
+    s3_secret: str | None = "kfp-ml-platform-s3"          # keys: endpoint, accesskey, secretkey
+    mlflow_secret: str | None = "kfp-ml-platform-mlflow"  # key: tracking_uri
 
 
-def make_pipeline(recipe: Recipe, placement: TrainPlacement = TrainPlacement()):
-    steps = SimpleNamespace(**build_components(placement.image_registry, placement.image_tag))
+S3_ENV = {"endpoint": "S3_ENDPOINT_URL", "accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+MLFLOW_ENV = {"tracking_uri": "MLFLOW_TRACKING_URI", "s3_endpoint": "MLFLOW_S3_ENDPOINT_URL"}
+
+
+def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
+    steps = SimpleNamespace(**build_components(cluster.image_registry, cluster.image_tag))
 
     @dsl.pipeline(name=f"kfp-ml-platform-{recipe.name}",
                   description=f"Train, evaluate, register and serve: recipe {recipe.name} ({recipe.task}).")
@@ -49,7 +56,7 @@ def make_pipeline(recipe: Recipe, placement: TrainPlacement = TrainPlacement()):
         parts = steps.split_data(recipe_json=resolved, clean=prep.outputs["clean"]).set_display_name("split")
         train = steps.train_model(recipe_json=resolved, train=parts.outputs["train"], val=parts.outputs["val"],
                                   schema=prep.outputs["schema"]).set_display_name("train")
-        _place_on_gpu(train, placement)
+        _place_on_gpu(train, cluster)
         evaluate = steps.evaluate_model(recipe_json=resolved, model=train.outputs["model"],
                                         test=parts.outputs["test"]).set_display_name("evaluate")
         register = steps.register_model(recipe_json=resolved, model=train.outputs["model"],
@@ -59,15 +66,23 @@ def make_pipeline(recipe: Recipe, placement: TrainPlacement = TrainPlacement()):
         with dsl.If(evaluate.outputs["Output"] == "passed", name="gate-passed"):
             deploy = steps.deploy_model(recipe_json=resolved, registration=register.output).set_display_name("deploy")
             deploy.set_caching_options(False)
+        _use_secrets(cluster, s3=[load, train, register, deploy], mlflow=[train, register, deploy])
 
     return training_pipeline
 
 
-def _place_on_gpu(task, placement: TrainPlacement) -> None:
-    task.set_cpu_request(placement.cpu).set_memory_request(placement.memory)
-    if placement.gpus:
-        task.set_accelerator_type(placement.accelerator).set_accelerator_limit(placement.gpus)
-    if placement.node_selector:
-        kubernetes.add_node_selector(task, label_key=placement.node_selector[0], label_value=placement.node_selector[1])
-    if placement.toleration:
-        kubernetes.add_toleration(task, key=placement.toleration, operator="Exists", effect="NoSchedule")
+def _use_secrets(cluster: ClusterConfig, s3: list, mlflow: list) -> None:
+    for task in s3 if cluster.s3_secret else []:
+        kubernetes.use_secret_as_env(task, cluster.s3_secret, S3_ENV)
+    for task in mlflow if cluster.mlflow_secret else []:
+        kubernetes.use_secret_as_env(task, cluster.mlflow_secret, MLFLOW_ENV)
+
+
+def _place_on_gpu(task, cluster: ClusterConfig) -> None:
+    task.set_cpu_request(cluster.cpu).set_memory_request(cluster.memory)
+    if cluster.gpus:
+        task.set_accelerator_type(cluster.accelerator).set_accelerator_limit(cluster.gpus)
+    if cluster.node_selector:
+        kubernetes.add_node_selector(task, label_key=cluster.node_selector[0], label_value=cluster.node_selector[1])
+    if cluster.toleration:
+        kubernetes.add_toleration(task, key=cluster.toleration, operator="Exists", effect="NoSchedule")

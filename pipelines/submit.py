@@ -36,7 +36,7 @@ def run_local(recipe: Recipe) -> dict:
     """Run the whole DAG on this machine and return what a person wants to know about it."""
     from kfp import local
 
-    from pipelines.pipeline import TrainPlacement, make_pipeline
+    from pipelines.pipeline import ClusterConfig, make_pipeline
 
     home = platform_home()
     os.environ.update(local_service_env(home))
@@ -46,7 +46,8 @@ def run_local(recipe: Recipe) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     started = time.time()
-    make_pipeline(recipe, TrainPlacement(gpus=0, node_selector=None, toleration=None))()
+    make_pipeline(recipe, ClusterConfig(gpus=0, node_selector=None, toleration=None, s3_secret=None,
+                                          mlflow_secret=None))()
     return summarize(recipe, root, time.time() - started)
 
 

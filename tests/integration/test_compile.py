@@ -33,7 +33,8 @@ def test_dag_order_gpu_on_train_only_and_gated_deploy(tmp_path):
                                            "type": "nvidia.com/gpu"}
     assert not any(gpu.values()), "only train asks for a GPU"
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert set(k8s) == {"exec-train-model"}
+    placed = {name for name, ex in k8s.items() if "nodeSelector" in ex or "tolerations" in ex}
+    assert placed == {"exec-train-model"}, "only train is pinned to GPU nodes"
     assert k8s["exec-train-model"]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
     assert k8s["exec-train-model"]["tolerations"][0]["key"] == "nvidia.com/gpu"
 
@@ -62,3 +63,18 @@ def test_images_and_placement_are_configurable(tmp_path):
 def test_bad_recipe_is_refused_before_compiling(tmp_path, capsys):
     assert compile_main(["--output", str(tmp_path / "x.yaml"), "--set", "train.epochs=0"]) == 2
     assert "train.epochs" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()
+
+
+def test_credentials_come_from_secrets_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak-this-secret")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:pw-not-to-leak@mlflow:5000")
+    spec, platform = compiled(tmp_path)
+    text = (tmp_path / "pipeline.yaml").read_text()
+    assert "do-not-leak-this-secret" not in text and "pw-not-to-leak" not in text
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    envs = {name: {k["envVar"]: s["secretName"] for s in ex.get("secretAsEnv", []) for k in s["keyToEnv"]}
+            for name, ex in k8s.items() if ex.get("secretAsEnv")}
+    assert envs["exec-load-data"] == {"S3_ENDPOINT_URL": "kfp-ml-platform-s3", "AWS_ACCESS_KEY_ID": "kfp-ml-platform-s3",
+                                      "AWS_SECRET_ACCESS_KEY": "kfp-ml-platform-s3"}
+    assert envs["exec-register-model"]["MLFLOW_TRACKING_URI"] == "kfp-ml-platform-mlflow"
+    assert "exec-preprocess-data" not in envs and "exec-split-data" not in envs, "data steps need no credentials"
