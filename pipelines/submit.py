@@ -85,11 +85,29 @@ def post_json(url: str, body: dict) -> dict:
         return json.loads(resp.read())
 
 
+def stage_data(recipe: Recipe) -> Recipe:
+    """A cluster cannot read this machine's files: upload local data and point the recipe at it."""
+    from components.storage import content_hash, expand, is_remote, object_store, upload
+
+    if is_remote(recipe.data.uri):
+        return recipe
+    object_store()  # fails with a clear message when no object store is configured
+    paths = expand(str(ROOT / recipe.data.uri) if not Path(recipe.data.uri).is_absolute() else recipe.data.uri)
+    bucket = os.environ.get("PLATFORM_DATA_BUCKET", "kfp-ml-platform-data")
+    prefix = f"s3://{bucket}/{recipe.name}/{content_hash(paths)}"
+    for path in paths:
+        upload(path, f"{prefix}/{path.name}")
+    uri = f"{prefix}/{paths[0].name}" if len(paths) == 1 else prefix
+    print(f"uploaded {len(paths)} local file(s) to {uri}")
+    return Recipe.parse(recipe.model_dump(mode="json", by_alias=True), [f"data.uri={uri}"])
+
+
 def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: str | None) -> str:
     import kfp
 
     from pipelines.pipeline import make_pipeline
 
+    recipe = stage_data(recipe)
     client = kfp.Client(host=host)
     run = client.create_run_from_pipeline_func(make_pipeline(recipe), arguments={},
                                                experiment_name=experiment or recipe.experiment,
@@ -113,7 +131,13 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.host:
-        print(f"submitted: {submit_remote(recipe, args.host, args.experiment, args.run_name)}")
+        from components.storage import ObjectStoreError
+
+        try:
+            print(f"submitted: {submit_remote(recipe, args.host, args.experiment, args.run_name)}")
+        except ObjectStoreError as exc:
+            print(f"error: the data is on this machine and must be uploaded first, but {exc}", file=sys.stderr)
+            return 2
         return 0
     summary = run_local(recipe)
     print("\n" + "=" * 72)
