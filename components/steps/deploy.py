@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
 
@@ -30,6 +31,21 @@ def champion_version(model_name: str):
     from mlflow import MlflowClient
 
     return MlflowClient().get_model_version_by_alias(model_name, "champion")
+
+
+def storage_uri(model_name: str, version: str) -> str:
+    """Where KServe's storage initializer fetches a version: its artifact location in the object store.
+
+    A tracking server that proxies artifacts reports ``mlflow-artifacts:/…``; the bucket path behind
+    it is the server's ``--artifacts-destination``, given to this step as PLATFORM_MLFLOW_ARTIFACTS_DESTINATION.
+    """
+    from mlflow import MlflowClient
+
+    uri = MlflowClient().get_model_version_download_uri(model_name, version)
+    destination = os.environ.get("PLATFORM_MLFLOW_ARTIFACTS_DESTINATION")
+    if uri.startswith("mlflow-artifacts:") and destination:
+        uri = f"{destination.rstrip('/')}/{urlparse(uri).path.lstrip('/')}"  # netloc, if any, is the server
+    return uri
 
 
 def inference_service(recipe: Recipe, storage_uri: str, version: str) -> dict:
@@ -52,10 +68,7 @@ def deploy(recipe: Recipe, manifest_path: str | None = None) -> dict:
     name = recipe.registry.model_name
     version = champion_version(name)
     log.info("champion of %s is version %s", name, version.version)
-    from mlflow import MlflowClient
-
-    manifest = inference_service(recipe, MlflowClient().get_model_version_download_uri(name, version.version),
-                                 version.version)
+    manifest = inference_service(recipe, storage_uri(name, version.version), version.version)
     if manifest_path:
         with atomic_path(manifest_path) as tmp:
             tmp.write_text(yaml.safe_dump(manifest, sort_keys=False))
