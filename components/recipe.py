@@ -138,6 +138,14 @@ class DeploySpec(_Section):
     target: Literal["local", "kserve"] = "local"
     port: int = Field(8080, gt=0, lt=65536, description="Local model server port.")
     namespace: str = "default"
+    service_account: str = Field("kfp-ml-platform-serving", description="Carries the S3 secret (kserve target).")
+    runtime: str = Field("kfp-ml-platform", description="KServe ServingRuntime that runs the predictor image.")
+    cpu: str = "500m"
+    memory: str = "1Gi"
+    cpu_limit: str = "2"
+    memory_limit: str = "4Gi"
+    canary_traffic_percent: int | None = Field(None, ge=0, le=100, description="Share of traffic for the new revision.")
+    timeout_s: int = Field(600, gt=0, description="How long to wait for the InferenceService to be Ready.")
 
 
 class Recipe(_Section):

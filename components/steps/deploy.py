@@ -1,8 +1,9 @@
 """deploy: serve the registered champion.
 
 ``local``: download the champion version and start (or replace) a KServe model server process
-on a loopback port, then wait until it reports ready. ``kserve``: render the InferenceService
-that serves it on a cluster (applying it to the cluster is the cluster issue's work).
+on a loopback port, then wait until it reports ready. ``kserve``: create or patch the
+InferenceService that serves it on the cluster and wait until it is Ready. Either way the
+InferenceService manifest is written as an artifact.
 """
 from __future__ import annotations
 
@@ -49,19 +50,72 @@ def storage_uri(model_name: str, version: str) -> str:
 
 
 def inference_service(recipe: Recipe, storage_uri: str, version: str) -> dict:
-    name = recipe.registry.model_name
+    name, spec = recipe.registry.model_name, recipe.deploy
+    predictor = {
+        "serviceAccountName": spec.service_account,
+        "model": {"modelFormat": {"name": "kfp-ml-bundle"}, "runtime": spec.runtime, "storageUri": storage_uri,
+                  "args": [f"--model_name={name}"],
+                  "resources": {"requests": {"cpu": spec.cpu, "memory": spec.memory},
+                                "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit}}},
+    }
+    if spec.canary_traffic_percent is not None:
+        predictor["canaryTrafficPercent"] = spec.canary_traffic_percent
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {"name": name, "namespace": recipe.deploy.namespace,
+        "metadata": {"name": name, "namespace": spec.namespace,
                      "labels": {"app.kubernetes.io/part-of": "kfp-ml-platform", "model-version": str(version)}},
-        "spec": {"predictor": {
-            "serviceAccountName": "kfp-ml-platform-serving",
-            "model": {"modelFormat": {"name": "kfp-ml-bundle"}, "runtime": "kfp-ml-platform",
-                      "storageUri": storage_uri, "args": [f"--model_name={name}"],
-                      "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
-                                    "limits": {"cpu": "2", "memory": "4Gi"}}}}},
+        "spec": {"predictor": predictor},
     }
+
+
+ISVC = {"group": "serving.kserve.io", "version": "v1beta1", "plural": "inferenceservices"}
+
+
+def _is_ready(obj: dict) -> bool:
+    status = obj.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
+    return ready and status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
+
+
+def apply_inference_service(manifest: dict, timeout: float, poll: float = 2.0) -> str:
+    """Create or patch the InferenceService and wait until it is Ready; return its URL.
+
+    KServe moves traffic to a new revision only once it is ready, so when the new one fails the
+    previous revision keeps serving; this step then fails with the reason KServe reports.
+    """
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # read now, not at import
+    api = client.CustomObjectsApi()
+    name, ns = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    try:
+        api.get_namespaced_custom_object(**ISVC, namespace=ns, name=name)
+        api.patch_namespaced_custom_object(**ISVC, namespace=ns, name=name, body=manifest)
+        log.info("patched InferenceService %s/%s", ns, name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        api.create_namespaced_custom_object(**ISVC, namespace=ns, body=manifest)
+        log.info("created InferenceService %s/%s", ns, name)
+    deadline = time.monotonic() + timeout
+    while True:
+        obj = api.get_namespaced_custom_object(**ISVC, namespace=ns, name=name)
+        if _is_ready(obj):
+            url = obj["status"].get("url", "")
+            log.info("InferenceService %s/%s is Ready at %s", ns, name, url)
+            return url
+        if time.monotonic() > deadline:
+            reasons = [f"{c.get('type')}: {c.get('reason', '')} {c.get('message', '')}".strip()
+                       for c in (obj.get("status") or {}).get("conditions", []) if c.get("status") != "True"]
+            raise TimeoutError(f"InferenceService {ns}/{name} was not Ready within {timeout:.0f}s "
+                               f"({'; '.join(reasons) or 'no status yet'}); the previous revision, if any, "
+                               "keeps serving")
+        time.sleep(poll)
 
 
 def deploy(recipe: Recipe, manifest_path: str | None = None) -> dict:
@@ -73,8 +127,9 @@ def deploy(recipe: Recipe, manifest_path: str | None = None) -> dict:
         with atomic_path(manifest_path) as tmp:
             tmp.write_text(yaml.safe_dump(manifest, sort_keys=False))
     if recipe.deploy.target == "kserve":
+        url = apply_inference_service(manifest, recipe.deploy.timeout_s)
         return {"target": "kserve", "version": version.version, "manifest": manifest,
-                "url": f"http://{name}.{recipe.deploy.namespace}.svc.cluster.local/v1/models/{name}:predict"}
+                "url": f"{url.rstrip('/')}/v1/models/{name}:predict"}
     model_dir = fetch_version(name, version.version)
     url = start_local_server(name, model_dir, recipe.deploy.port)
     return {"target": "local", "version": version.version, "url": url, "model_dir": str(model_dir)}
