@@ -1,0 +1,47 @@
+"""What a torch-free step image holds: its extras alone install into a fresh virtual environment
+without torch, and the step runs there (what images/<step>.Dockerfile builds)."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import DATA, ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("extra", ["data", "registry"])
+def test_step_extras_install_without_torch_and_run(extra, regression_run, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = str(venv / "bin" / "python")
+    install = subprocess.run([py, "-m", "pip", "install", "--quiet", f"{ROOT}[{extra}]"], capture_output=True,
+                             text=True, timeout=900)
+    assert install.returncode == 0, install.stderr[-3000:]
+    _, p = regression_run
+    script = {
+        "data": f"""
+            from components.recipe import Recipe
+            from components.steps import load, preprocess, split
+            r = Recipe.parse({{"name": "t", "task": "regression", "register": {{"model_name": "t"}},
+                              "data": {{"uri": "{DATA / 'california_housing.parquet'}", "target": "MedHouseVal"}}}})
+            d = "{tmp_path}"
+            load.load(r, d + "/raw.parquet")
+            preprocess.preprocess(r, d + "/raw.parquet", d + "/clean.parquet", d + "/s.json", d + "/r.md")
+            print(split.split(r, d + "/clean.parquet", d + "/a.parquet", d + "/b.parquet", d + "/c.parquet"))
+        """,
+        "registry": f"""
+            import os
+            os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///{tmp_path}/m.db"
+            from components.recipe import Recipe
+            from components.steps.register import register
+            r = Recipe.parse({{"name": "t", "task": "regression", "register": {{"model_name": "t"}},
+                              "data": {{"uri": "x", "target": "MedHouseVal"}}}})
+            print(register(r, "{p['model']}", "{p['eval']}", "image-test"))
+        """,
+    }[extra]
+    script = textwrap.dedent(script) + "\nimport importlib.util; assert importlib.util.find_spec('torch') is None\n"
+    run = subprocess.run([py, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert run.returncode == 0, run.stderr[-3000:]
