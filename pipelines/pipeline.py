@@ -27,11 +27,12 @@ class ClusterConfig:
     image_tag: str | None = None        # None: PLATFORM_IMAGE_TAG
     # Credentials reach steps only as environment variables from these Kubernetes Secrets.
     s3_secret: str | None = "kfp-ml-platform-s3"          # keys: endpoint, accesskey, secretkey
-    mlflow_secret: str | None = "kfp-ml-platform-mlflow"  # key: tracking_uri
+    mlflow_secret: str | None = "kfp-ml-platform-mlflow"  # keys: tracking_uri, s3_endpoint, artifacts_destination
 
 
 S3_ENV = {"endpoint": "S3_ENDPOINT_URL", "accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
-MLFLOW_ENV = {"tracking_uri": "MLFLOW_TRACKING_URI", "s3_endpoint": "MLFLOW_S3_ENDPOINT_URL"}
+MLFLOW_ENV = {"tracking_uri": "MLFLOW_TRACKING_URI", "s3_endpoint": "MLFLOW_S3_ENDPOINT_URL",
+              "artifacts_destination": "PLATFORM_MLFLOW_ARTIFACTS_DESTINATION"}
 
 
 def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
