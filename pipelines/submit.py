@@ -102,7 +102,8 @@ def stage_data(recipe: Recipe) -> Recipe:
     return Recipe.parse(recipe.model_dump(mode="json", by_alias=True), [f"data.uri={uri}"])
 
 
-def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: str | None) -> str:
+def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: str | None,
+                  pipeline_root: str | None = None) -> str:
     import kfp
 
     from pipelines.pipeline import make_pipeline
@@ -111,7 +112,8 @@ def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: s
     client = kfp.Client(host=host)
     run = client.create_run_from_pipeline_func(make_pipeline(recipe), arguments={},
                                                experiment_name=experiment or recipe.experiment,
-                                               run_name=run_name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+                                               run_name=run_name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                               pipeline_root=pipeline_root)  # None: KFP's MinIO
     return f"{host.rstrip('/')}/#/runs/details/{run.run_id}"
 
 
@@ -123,6 +125,7 @@ def main(argv=None) -> int:
     parser.add_argument("--host", help="KFP endpoint; without it the pipeline runs locally with kfp.local")
     parser.add_argument("--experiment", help="KFP experiment name (default: the recipe's experiment)")
     parser.add_argument("--run-name")
+    parser.add_argument("--pipeline-root", help="with --host: artifact root (default: KFP's minio://mlpipeline/v2/artifacts)")
     args = parser.parse_args(argv)
     try:
         recipe = Recipe.from_file(args.recipe, args.overrides)
@@ -134,7 +137,8 @@ def main(argv=None) -> int:
         from components.storage import ObjectStoreError
 
         try:
-            print(f"submitted: {submit_remote(recipe, args.host, args.experiment, args.run_name)}")
+            url = submit_remote(recipe, args.host, args.experiment, args.run_name, args.pipeline_root)
+            print(f"submitted: {url}")
         except ObjectStoreError as exc:
             print(f"error: the data is on this machine and must be uploaded first, but {exc}", file=sys.stderr)
             return 2

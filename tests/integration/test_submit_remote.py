@@ -51,7 +51,7 @@ def kfp_api():
 def test_host_submission_uploads_data_and_creates_a_run(kfp_api, s3_env, capsys):
     host, calls = kfp_api
     code = submit_main(["--recipe", "pipelines/recipes/wine.yaml", "--host", host, "--experiment", "wine-exp",
-                        "--set", "train.epochs=3"])
+                        "--set", "train.epochs=3", "--pipeline-root", "minio://team-bucket/runs"])
     assert code == 0
     out = capsys.readouterr().out
     assert f"{host}/#/runs/details/run-1" in out
@@ -63,6 +63,7 @@ def test_host_submission_uploads_data_and_creates_a_run(kfp_api, s3_env, capsys)
     assert experiment[2]["display_name"] == "wine-exp"
     run = next(c for c in calls if c[0] == "POST" and c[1].startswith("/apis/v2beta1/runs"))[2]
     assert run["experiment_id"] == "exp-1"
+    assert run["runtime_config"]["pipeline_root"] == "minio://team-bucket/runs"
     params = run["runtime_config"]["parameters"]
     assert params == {} or "data_uri" not in params, "knob defaults live in the compiled spec"
     spec = run["pipeline_spec"]["pipeline_spec"]
