@@ -11,7 +11,7 @@ from tests.conftest import DATA, ROOT
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("extra", ["data", "registry"])
+@pytest.mark.parametrize("extra", ["data", "registry", "deploy"])
 def test_step_extras_install_without_torch_and_run(extra, regression_run, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -39,6 +39,21 @@ def test_step_extras_install_without_torch_and_run(extra, regression_run, tmp_pa
             r = Recipe.parse({{"name": "t", "task": "regression", "register": {{"model_name": "t"}},
                               "data": {{"uri": "x", "target": "MedHouseVal"}}}})
             print(register(r, "{p['model']}", "{p['eval']}", "image-test"))
+        """,
+        "deploy": f"""
+            import os
+            os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///{tmp_path}/m.db"
+            from components.recipe import Recipe
+            from components.steps.register import register
+            from components.steps.deploy import deploy
+            r = Recipe.parse({{"name": "t", "task": "regression", "register": {{"model_name": "t"}},
+                              "data": {{"uri": "x", "target": "MedHouseVal"}}, "deploy": {{"target": "kserve"}}}})
+            register(r, "{p['model']}", "{p['eval']}", "image-test")
+            try:  # no cluster here: the step gets as far as the Kubernetes client
+                deploy(r, "{tmp_path}/isvc.yaml")
+            except Exception as exc:
+                assert "kube" in type(exc).__module__ or "config" in str(exc).lower(), exc
+            assert "kind: InferenceService" in open("{tmp_path}/isvc.yaml").read()
         """,
     }[extra]
     script = textwrap.dedent(script) + "\nimport importlib.util; assert importlib.util.find_spec('torch') is None\n"
