@@ -11,6 +11,20 @@ from kserve import model_server
 from .predictor import BundlePredictor
 
 
+def _answer_malformed_bodies_with_400() -> None:
+    """FastAPI's default 422 echoes the input, and a body like ``Infinity`` cannot be echoed as JSON,
+    which turns a bad request into a 500. Answer 400 with where and what instead, never the input."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from kserve.model_server import app
+
+    async def handler(request, exc: RequestValidationError):
+        detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in exc.errors()]
+        return JSONResponse(status_code=400, content={"error": "malformed request body", "detail": detail[:10]})
+
+    app.add_exception_handler(RequestValidationError, handler)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser], prog="python -m serving")
     parser.add_argument("--model_dir", default=os.environ.get("MODEL_DIR", "/mnt/models"),
@@ -19,6 +33,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     model = BundlePredictor(args.model_name, args.model_dir)
     model.load()
+    _answer_malformed_bodies_with_400()
     kserve.ModelServer(http_port=args.http_port, enable_grpc=False, workers=args.workers).start([model])
 
 

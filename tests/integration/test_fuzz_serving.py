@@ -1,0 +1,64 @@
+"""Generated requests against the real predictor: whatever arrives, the answer is never a 5xx.
+
+1,000+ requests across the V1 and V2 routes of a tabular model, from hypothesis strategies
+shaped like the protocols (right and wrong keys, shapes, datatypes, values), plus raw bytes.
+"""
+import json
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.integration.test_serving import rows, serve  # noqa: F401  (fixtures' helpers)
+from tests.conftest import stop_process
+
+pytestmark = pytest.mark.integration
+FEATURES = ["MedInc", "HouseAge", "AveRooms", "AveBedrms", "Population", "AveOccup", "Latitude", "Longitude"]
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.text(max_size=8),
+                    st.floats(allow_nan=True, allow_infinity=True))
+JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                            max_size=4), max_leaves=12)
+RECORD = st.dictionaries(st.sampled_from(FEATURES + ["extra", ""]), SCALARS | JSON, max_size=9)
+V1 = st.one_of(JSON, st.fixed_dictionaries({"instances": st.one_of(JSON, st.lists(RECORD | JSON, max_size=5))}))
+V2_INPUT = st.fixed_dictionaries({
+    "name": st.sampled_from(FEATURES) | st.text(max_size=6),
+    "shape": st.lists(st.integers(-2, 6), max_size=3),
+    "datatype": st.sampled_from(["FP64", "FP32", "INT64", "BOOL", "BYTES", "UINT8", "FP16", "nonsense"]),
+    "data": st.lists(SCALARS, max_size=6) | JSON,
+})
+V2 = st.one_of(JSON, st.fixed_dictionaries({"inputs": st.lists(V2_INPUT, max_size=9) | JSON}))
+FUZZ = settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+
+
+@pytest.fixture(scope="module")
+def server(python, regression_run, tmp_path_factory):
+    proc, url, _ = serve(python, regression_run, "housing", tmp_path_factory)
+    yield url
+    stop_process(proc)
+
+
+def _post(url, body) -> requests.Response:
+    data = body if isinstance(body, bytes) else json.dumps(body, allow_nan=True).encode()
+    return requests.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=30)
+
+
+def test_v1_never_answers_5xx(server):
+    @FUZZ
+    @given(st.one_of(V1, st.binary(max_size=64)))
+    def check(body):
+        resp = _post(f"{server}/v1/models/housing:predict", body)
+        assert resp.status_code < 500, (body, resp.text)
+
+    check()
+
+
+def test_v2_never_answers_5xx(server):
+    @FUZZ
+    @given(st.one_of(V2, st.binary(max_size=64)))
+    def check(body):
+        resp = _post(f"{server}/v2/models/housing/infer", body)
+        assert resp.status_code < 500, (body, resp.text)
+
+    check()
+    assert requests.get(f"{server}/v2/models/housing/ready").status_code == 200, "still serving"
