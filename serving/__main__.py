@@ -11,6 +11,20 @@ from kserve import model_server
 from .predictor import BundlePredictor
 
 
+def _limit_request_size(max_bytes: int) -> None:
+    """Refuse bodies larger than ``max_bytes`` with 413 before reading them."""
+    from fastapi.responses import JSONResponse
+    from kserve.model_server import app
+
+    @app.middleware("http")
+    async def limit(request, call_next):
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > max_bytes:
+            return JSONResponse(status_code=413, content={
+                "error": f"request body of {int(length):,} bytes exceeds the limit of {max_bytes:,} bytes"})
+        return await call_next(request)
+
+
 def _answer_malformed_bodies_with_400() -> None:
     """FastAPI's default 422 echoes the input, and a body like ``Infinity`` cannot be echoed as JSON,
     which turns a bad request into a 500. Answer 400 with where and what instead, never the input."""
@@ -29,11 +43,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser], prog="python -m serving")
     parser.add_argument("--model_dir", default=os.environ.get("MODEL_DIR", "/mnt/models"),
                         help="Bundle directory (KServe's storage initializer puts storageUri at /mnt/models).")
+    parser.add_argument("--max_request_bytes", type=int, default=int(os.environ.get("MAX_REQUEST_BYTES", 16 << 20)),
+                        help="Larger request bodies are refused with 413.")
     args, _ = parser.parse_known_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     model = BundlePredictor(args.model_name, args.model_dir)
     model.load()
     _answer_malformed_bodies_with_400()
+    _limit_request_size(args.max_request_bytes)
     kserve.ModelServer(http_port=args.http_port, enable_grpc=False, workers=args.workers).start([model])
 
 

@@ -36,16 +36,34 @@ def _experiment_id(client, name: str) -> str:
     return client.create_experiment(name, artifact_location=f"{root.rstrip('/')}/{name}" if root else None)
 
 
+def connect_tracking():
+    """An MlflowClient whose server answered, after bounded retries; else one clear error."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    # MLflow's own defaults retry for minutes; a step should fail fast and say why.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    client = MlflowClient()
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # connection refused, DNS, TLS, auth: all mean "cannot register"
+        raise ConnectionError(f"MLflow tracking server {mlflow.get_tracking_uri()} is unreachable "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                              "check MLFLOW_TRACKING_URI and that the server is up") from None
+    return client
+
+
 def _is_better(metric: str, new: float, old: float) -> bool:
     return new <= old if metric in LOWER_IS_BETTER else new >= old
 
 
 def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: str = "") -> dict:
     import mlflow
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client, name = MlflowClient(), recipe.registry.model_name
+    client, name = connect_tracking(), recipe.registry.model_name
     evaluation = read_json(Path(eval_dir) / "evaluation.json")
     metrics, verdict, metric = evaluation["metrics"], evaluation["verdict"], recipe.primary_metric
     if pipeline_run_id:

@@ -89,3 +89,15 @@ def test_fine_tune_from_the_registered_champion(regression_run, mlflow_sqlite, t
     before, after = load_bundle(p["model"]).adapter.net_, load_bundle(tmp_path / "tuned").adapter.net_
     for a, b in zip(before.parameters(), after.parameters()):
         assert torch.allclose(a, b, atol=1e-4), "training started from the champion's weights"
+
+
+def test_unreachable_tracking_server_fails_fast_and_clearly(regression_run, monkeypatch):
+    import time
+
+    recipe, p = regression_run
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match=r"MLflow tracking server http://127.0.0.1:\d+ is unreachable"):
+        register(recipe, p["model"], p["eval"], "run-x")
+    assert time.monotonic() - start < 60

@@ -139,3 +139,14 @@ def test_time_series_windows_over_v1_and_v2(sunspots):
     assert bad.status_code == 400 and "expected [1, 11] per instance" in bad.json()["error"]
     two = {"inputs": [body["inputs"][0], {**body["inputs"][0], "name": "other"}]}
     assert requests.post(f"{url}/v2/models/sun/infer", json=two).status_code == 400
+
+
+def test_prometheus_metrics_and_request_size_limit(housing):
+    url, p = housing
+    record = rows(p, "MedHouseVal", 1).to_dict("records")[0]
+    assert requests.post(f"{url}/v1/models/housing:predict", json={"instances": [record]}).status_code == 200
+    metrics = requests.get(f"{url}/metrics").text
+    assert "request_predict_seconds_bucket" in metrics and 'model_name="housing"' in metrics
+    huge = b'{"instances": [' + b"1," * (9 << 20) + b"1]}"
+    resp = requests.post(f"{url}/v1/models/housing:predict", data=huge, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 413 and "exceeds the limit" in resp.json()["error"]
