@@ -43,11 +43,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser], prog="python -m serving")
     parser.add_argument("--model_dir", default=os.environ.get("MODEL_DIR", "/mnt/models"),
                         help="Bundle directory (KServe's storage initializer puts storageUri at /mnt/models).")
+    parser.add_argument("--max_batch_rows", type=int, default=256, help="Micro-batching: rows per model call.")
+    parser.add_argument("--max_batch_wait_ms", type=float, default=2.0,
+                        help="Micro-batching: how long a request waits for others to join.")
     parser.add_argument("--max_request_bytes", type=int, default=int(os.environ.get("MAX_REQUEST_BYTES", 16 << 20)),
                         help="Larger request bodies are refused with 413.")
     args, _ = parser.parse_known_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    model = BundlePredictor(args.model_name, args.model_dir)
+    model = BundlePredictor(args.model_name, args.model_dir, args.max_batch_rows, args.max_batch_wait_ms)
     model.load()
     _answer_malformed_bodies_with_400()
     _limit_request_size(args.max_request_bytes)

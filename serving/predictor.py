@@ -20,21 +20,26 @@ from kserve.errors import InferenceError, InvalidInput
 from components.bundle import Bundle, load_bundle
 from components.errors import InvalidInputError
 
+from .batching import MicroBatcher
+
 log = logging.getLogger(__name__)
 MAX_INSTANCES = 100_000
 
 
 class BundlePredictor(Model):
-    def __init__(self, name: str, model_dir: str):
+    def __init__(self, name: str, model_dir: str, max_batch_rows: int = 256, max_wait_ms: float = 2.0):
         super().__init__(name)
         self.model_dir = model_dir
+        self.max_batch_rows, self.max_wait_ms = max_batch_rows, max_wait_ms
         self.bundle: Bundle | None = None
+        self.batcher: MicroBatcher | None = None
 
     def load(self) -> bool:
         self.bundle = load_bundle(self.model_dir)
         self.series = self.bundle.meta.series  # None for tables
         # Warm up with a typical record so the first request pays no lazy initialisation.
         self.bundle.predict_frame(self._typical_records())
+        self.batcher = MicroBatcher(self.bundle.predict_frame, _join, _split, self.max_batch_rows, self.max_wait_ms)
         self.ready = True
         log.info("loaded %s %s bundle (%s) from %s", self.bundle.meta.family, self.bundle.meta.task,
                  self.bundle.meta.model_name, self.model_dir)
@@ -104,9 +109,9 @@ class BundlePredictor(Model):
         return pd.DataFrame(columns)
 
     # --- prediction ------------------------------------------------------------------------
-    def _predict_frame(self, records) -> pd.DataFrame:
+    async def _predict_frame(self, records) -> pd.DataFrame:
         try:
-            return self.bundle.predict_frame(records)
+            return await self.batcher.submit(records, len(records))
         except InvalidInputError as exc:
             raise InvalidInput(str(exc)) from None
         except Exception as exc:  # a model failure is the server's fault, not the client's
@@ -115,10 +120,10 @@ class BundlePredictor(Model):
 
     async def predict(self, payload, headers=None, response_headers=None):
         if isinstance(payload, InferRequest):
-            out = self._predict_frame(self._v2_records(payload))
+            out = await self._predict_frame(self._v2_records(payload))
             return InferResponse(model_name=self.name, infer_outputs=self._v2_outputs(out),
                                  response_id=payload.id or str(uuid.uuid4()))
-        out = self._predict_frame(self._v1_records(payload))
+        out = await self._predict_frame(self._v1_records(payload))
         return {"predictions": self._v1_predictions(out)}
 
     def _v1_predictions(self, out: pd.DataFrame) -> list:
@@ -141,3 +146,18 @@ class BundlePredictor(Model):
             InferOutput("probabilities", [n, len(classes)], "FP64", probs.ravel().tolist(),
                         parameters={"classes": ",".join(classes)}),
         ]
+
+
+def _join(parts: list):
+    """Concurrent requests' records as one: frames stacked (columns aligned by name), or windows listed."""
+    if all(isinstance(p, pd.DataFrame) for p in parts):
+        if any(set(p.columns) != set(parts[0].columns) for p in parts):
+            # concat would fill a request's missing column with NaN (then imputed): each must answer alone
+            raise ValueError("requests with different columns")
+        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+    return [row for part in parts for row in (part.tolist() if hasattr(part, "tolist") else part)]
+
+
+def _split(out: pd.DataFrame, sizes: list[int]) -> list[pd.DataFrame]:
+    bounds = np.cumsum([0, *sizes])
+    return [out.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds[:-1], bounds[1:])]

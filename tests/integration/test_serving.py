@@ -150,3 +150,27 @@ def test_prometheus_metrics_and_request_size_limit(housing):
     huge = b'{"instances": [' + b"1," * (9 << 20) + b"1]}"
     resp = requests.post(f"{url}/v1/models/housing:predict", data=huge, headers={"Content-Type": "application/json"})
     assert resp.status_code == 413 and "exceeds the limit" in resp.json()["error"]
+
+
+def test_concurrent_requests_are_batched_and_keep_their_own_answers(housing):
+    """Good and bad requests at once: each gets its own answer; a missing column is never imputed away."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, p = housing
+    frame = rows(p, "MedHouseVal", 16)
+    expected = load_bundle(p["model"]).predict(frame)
+
+    def ask(i):
+        record = frame.iloc[i].to_dict()
+        if i % 4 == 3:
+            record.pop("MedInc")
+        return i, requests.post(f"{url}/v1/models/housing:predict", json={"instances": [record]})
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, range(16)))
+    for i, resp in answers:
+        if i % 4 == 3:
+            assert resp.status_code == 400 and "missing feature(s) ['MedInc']" in resp.json()["error"]
+        else:
+            assert resp.status_code == 200
+            np.testing.assert_allclose(resp.json()["predictions"], [expected[i]], rtol=1e-6)

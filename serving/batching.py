@@ -1,0 +1,67 @@
+"""Adaptive micro-batching: concurrent requests are predicted together in one model call.
+
+A request waits at most ``max_wait_ms`` for others to join, and a batch holds at most
+``max_batch_rows`` rows. The model runs in a worker thread so the event loop keeps accepting
+requests meanwhile. If a batch fails, its requests are retried one by one, so a bad request
+gets its own error and never fails the others.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable, Sequence
+
+
+class MicroBatcher:
+    def __init__(self, predict: Callable[[list], Any], join: Callable[[Sequence], Any],
+                 split: Callable[[Any, list[int]], list], max_batch_rows: int = 256, max_wait_ms: float = 2.0):
+        self.predict, self.join, self.split = predict, join, split
+        self.max_batch_rows, self.max_wait = max_batch_rows, max_wait_ms / 1000
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+        self.batch_sizes: list[int] = []  # recent batch sizes, for metrics and tests
+
+    async def submit(self, records, n_rows: int):
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._run())
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((records, n_rows, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            rows = batch[0][1]
+            deadline = time.monotonic() + self.max_wait
+            while rows < self.max_batch_rows:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    break
+                batch.append(item)
+                rows += item[1]
+            self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
+            await self._predict_batch(batch)
+
+    async def _predict_batch(self, batch: list) -> None:
+        try:
+            joined = self.join([records for records, _, _ in batch])
+            outputs = self.split(await asyncio.to_thread(self.predict, joined), [n for _, n, _ in batch])
+        except Exception:
+            if len(batch) == 1:
+                _, _, future = batch[0]
+                try:
+                    future.set_result(await asyncio.to_thread(self.predict, batch[0][0]))
+                except Exception as exc:
+                    future.set_exception(exc)
+                return
+            for item in batch:  # find the culprit: each request on its own
+                await self._predict_batch([item])
+            return
+        for (_, _, future), output in zip(batch, outputs):
+            future.set_result(output)

@@ -1,0 +1,135 @@
+"""Serving load: the project's KServe predictor vs `mlflow models serve`, same bundle, same machine.
+
+    .venv/bin/python tests/benchmarks/bench_serving.py [--requests 400] [--model-dir DIR]
+
+Without --model-dir, the default recipe's model is trained briefly (same architecture, few
+epochs: serving cost does not depend on how well it was trained). Both servers run with one
+worker on 127.0.0.1; a bounded asyncio client (httpx) sends one-row requests at concurrency 1, 8
+and 32 and reports p50 / p99 latency, requests/s and errors. Targets: >= 2x mlflow's requests/s
+at concurrency 8, p99 < 50 ms, zero errors.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+def train_default(out: Path) -> Path:
+    from components.recipe import Recipe
+    from tests.conftest import run_steps
+
+    recipe = Recipe.from_file(ROOT / "pipelines" / "recipes" / "california-housing.yaml",
+                              [f"data.uri={ROOT / 'data' / 'california_housing.parquet'}", "train.epochs=3"])
+    return run_steps(recipe, out)["model"]
+
+
+async def load(url: str, bodies: list[bytes], concurrency: int) -> dict:
+    import httpx
+
+    latencies, errors = [], 0
+    queue = list(bodies)
+
+    async def worker(client):
+        nonlocal errors
+        while queue:
+            body = queue.pop()
+            start = time.perf_counter()
+            try:
+                resp = await client.post(url, content=body, headers={"Content-Type": "application/json"})
+                errors += resp.status_code != 200
+            except httpx.HTTPError:
+                errors += 1
+            latencies.append(time.perf_counter() - start)
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    ms = np.array(latencies) * 1000
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+            "rps": len(bodies) / elapsed, "errors": errors}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level and server")
+    parser.add_argument("--model-dir")
+    args = parser.parse_args()
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(args.model_dir) if args.model_dir else train_default(Path(tmp) / "run")
+        rows = pd.read_parquet(ROOT / "data" / "california_housing.parquet").drop(columns="MedHouseVal")
+        records = rows.sample(args.requests, random_state=0).to_dict("records")
+        ours_port, mlflow_port = free_port(), free_port()
+        servers = {
+            "kserve predictor (ours)": (
+                [sys.executable, "-m", "serving", "--model_dir", str(model_dir), "--model_name", "m",
+                 "--http_port", str(ours_port)],
+                f"http://127.0.0.1:{ours_port}/v2/models/m/ready", f"http://127.0.0.1:{ours_port}/v1/models/m:predict",
+                [json.dumps({"instances": [r]}).encode() for r in records]),
+            "mlflow models serve": (
+                [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(model_dir), "-p", str(mlflow_port),
+                 "-h", "127.0.0.1", "--env-manager", "local", "-w", "1"],
+                f"http://127.0.0.1:{mlflow_port}/ping", f"http://127.0.0.1:{mlflow_port}/invocations",
+                [json.dumps({"dataframe_records": [r]}).encode() for r in records]),
+        }
+        results = {}
+        for name, (cmd, ready, url, bodies) in servers.items():
+            env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # uvicorn
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            try:
+                wait_ready(ready, proc)
+                asyncio.run(load(url, bodies[:20], 4))  # warm-up, not counted
+                for c in (1, 8, 32):
+                    results[(name, c)] = asyncio.run(load(url, bodies, c))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    print(f"{args.requests} one-row requests per level, one worker each, 127.0.0.1")
+    print(f"{'server':<26}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'errors':>8}")
+    for (name, c), r in results.items():
+        print(f"{name:<26}{c:>5}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['rps']:>9.0f}{r['errors']:>8}")
+    ratio = results[("kserve predictor (ours)", 8)]["rps"] / results[("mlflow models serve", 8)]["rps"]
+    print(f"requests/s at concurrency 8: {ratio:.2f}x mlflow models serve (target >= 2x); "
+          f"p99 {results[('kserve predictor (ours)', 8)]['p99']:.1f} ms (target < 50 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
