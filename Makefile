@@ -25,9 +25,10 @@ test: setup          ## unit, integration (real local services) and end-to-end t
 test-fast: setup     ## unit tests only
 	$(BIN)/python -m pytest -q tests/unit
 
-bench: setup         ## benchmarks (figures in README): training loop, windowing, California RMSE
+bench: setup         ## benchmarks (figures in README): training loop, windowing, serving load, California RMSE
 	$(BIN)/python tests/benchmarks/bench_tabular_training.py
 	$(BIN)/python tests/benchmarks/bench_windowing.py
+	$(BIN)/python tests/benchmarks/bench_serving.py
 	$(BIN)/python tests/benchmarks/bench_california.py
 
 compile: setup       ## pipelines/compiled/pipeline.yaml for the KFP UI
