@@ -80,3 +80,7 @@ def test_ft_transformer_tokens_numeric_and_categorical(tmp_path):
     pred = bundle.predict(rows)
     assert pred[0] - pred[1] > 3, "the colour token carries its effect"
     assert np.isfinite(pred[2]), "an unseen category maps to the unknown token"
+    from components.tasks.tabular import coerce_features
+
+    reference = bundle.transform.transform(coerce_features(rows, bundle.meta.features))
+    np.testing.assert_array_equal(bundle.features(rows), reference.astype(np.float32))
