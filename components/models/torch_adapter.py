@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .params import Params, validate_params
+from .params import Params, validate_params  # noqa: F401  (Params: the type subclasses set)
 from .registry import Adapter
 
 

@@ -14,43 +14,20 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(url)
+from tests.conftest import free_port, run_steps, start_process, stop_process, wait_http  # noqa: E402
 
 
 def train_default(out: Path) -> Path:
     from components.recipe import Recipe
-    from tests.conftest import run_steps
 
     recipe = Recipe.from_file(ROOT / "pipelines" / "recipes" / "california-housing.yaml",
                               [f"data.uri={ROOT / 'data' / 'california_housing.parquet'}", "train.epochs=3"])
@@ -112,15 +89,15 @@ def main() -> int:
         results = {}
         for name, (cmd, ready, url, bodies) in servers.items():
             env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # uvicorn
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            log = Path(tmp) / f"{len(results)}.log"
+            proc = start_process(cmd, log, env=env)
             try:
-                wait_ready(ready, proc)
+                wait_http(ready, proc, 180, log)
                 asyncio.run(load(url, bodies[:20], 4))  # warm-up, not counted
                 for c in (1, 8, 32):
                     results[(name, c)] = asyncio.run(load(url, bodies, c))
             finally:
-                proc.terminate()
-                proc.wait(timeout=30)
+                stop_process(proc)
     print(f"{args.requests} one-row requests per level, one worker each, 127.0.0.1")
     print(f"{'server':<26}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'errors':>8}")
     for (name, c), r in results.items():

@@ -10,7 +10,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.test_serving import rows, serve  # noqa: F401  (fixtures' helpers)
+from tests.integration.test_serving import serve
 from tests.conftest import stop_process
 
 pytestmark = pytest.mark.integration
@@ -43,21 +43,13 @@ def _post(url, body) -> requests.Response:
     return requests.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=30)
 
 
-def test_v1_never_answers_5xx(server):
+@pytest.mark.parametrize("route,bodies", [("v1/models/housing:predict", V1), ("v2/models/housing/infer", V2)],
+                         ids=["v1", "v2"])
+def test_no_request_gets_a_5xx(server, route, bodies):
     @FUZZ
-    @given(st.one_of(V1, st.binary(max_size=64)))
+    @given(st.one_of(bodies, st.binary(max_size=64)))
     def check(body):
-        resp = _post(f"{server}/v1/models/housing:predict", body)
-        assert resp.status_code < 500, (body, resp.text)
-
-    check()
-
-
-def test_v2_never_answers_5xx(server):
-    @FUZZ
-    @given(st.one_of(V2, st.binary(max_size=64)))
-    def check(body):
-        resp = _post(f"{server}/v2/models/housing/infer", body)
+        resp = _post(f"{server}/{route}", body)
         assert resp.status_code < 500, (body, resp.text)
 
     check()
