@@ -66,7 +66,8 @@ def summarize(recipe: Recipe, root: Path, seconds: float) -> dict:
         served = json.loads(state.read_text())
         url = f"http://127.0.0.1:{served['port']}/v1/models/{name}:predict"
         body = {"instances": sample_instances(Path(served["model_dir"]))}
-        summary.update(served_url=url, sample_request=body, sample_answer=post_json(url, body),
+        summary.update(served_url=url, served_version=Path(served["model_dir"]).name.lstrip("v"),
+                       sample_request=body, sample_answer=post_json(url, body),
                        curl=f"curl -s -H 'Content-Type: application/json' {url} -d {shlex.quote(json.dumps(body))}")
     return summary
 
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
     print(f"outputs:     {summary['outputs']}")
     print(f"registered:  {summary['registered']}  (gate {summary['gate']}; MLflow {summary['tracking_uri']})")
     if "served_url" in summary:
-        print(f"served at:   {summary['served_url']}")
+        print(f"served at:   {summary['served_url']}  (version {summary['served_version']}, the champion)")
         print(f"sample answer: {json.dumps(summary['sample_answer'])}")
         print(f"try it:\n  {summary['curl']}")
     else:

@@ -53,7 +53,7 @@ class TorchAdapter(Adapter):
         torch.save(self.net_.state_dict(), directory / "model.pt")
         (directory / "config.json").write_text(json.dumps(
             {"task": self.task, "n_classes": self.n_classes, "input_shape": list(self.input_shape_),
-             "params": self.params}))
+             "n_out": self._n_out(), "params": self.params}))
 
     @classmethod
     def load(cls, directory: Path) -> "TorchAdapter":
@@ -61,8 +61,10 @@ class TorchAdapter(Adapter):
 
         cfg = json.loads((Path(directory) / "config.json").read_text())
         self = cls(cfg["task"], cfg["n_classes"], **cfg["params"])
-        self.input_shape_ = tuple(cfg["input_shape"])
-        self.net_ = self.build_net(self.input_shape_, self._n_out())
+        # Bundles from before input_shape/n_out were recorded: a flat MLP input, one output per class.
+        self.input_shape_ = tuple(cfg.get("input_shape") or [cfg["n_features"]])
+        n_out = cfg.get("n_out") or (1 if cfg["task"] == "regression" else int(cfg["n_classes"]))
+        self.net_ = self.build_net(self.input_shape_, n_out)
         self.net_.load_state_dict(torch.load(Path(directory) / "model.pt", map_location="cpu", weights_only=True))
         self.net_.eval()
         self.fitted_ = True

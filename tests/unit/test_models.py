@@ -97,3 +97,16 @@ def test_binary_torch_models_use_one_logit_and_pos_weight():
 def test_family_mismatch_names_fitting_models():
     with pytest.raises(RecipeError, match=r"'lstm' reads timeseries data but this recipe is tabular"):
         build_adapter("lstm", "regression")
+
+
+def test_torch_bundles_written_before_input_shape_still_load(tmp_path):
+    """A registered champion from an older bundle keeps serving after an upgrade."""
+    import json
+
+    X, y = data("classification")
+    adapter = build_adapter("mlp", "classification", 3, {"hidden_sizes": [8]}).fit(X, y, X, y, SPEC, None)
+    adapter.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    legacy = {"task": cfg["task"], "n_classes": cfg["n_classes"], "n_features": 5, "params": cfg["params"]}
+    (tmp_path / "m" / "config.json").write_text(json.dumps(legacy))
+    np.testing.assert_allclose(load_adapter("mlp", tmp_path / "m").predict_raw(X), adapter.predict_raw(X), rtol=1e-6)
