@@ -19,7 +19,8 @@ def _figure():
 
 def _save(plt, fig, ax, path: Path, title: str, grid: bool = True) -> Path:
     ax.set_title(title)
-    ax.grid(grid, alpha=0.3)
+    if grid:
+        ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

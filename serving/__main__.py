@@ -8,7 +8,8 @@ import os
 import kserve
 from kserve import model_server
 
-from .predictor import BundlePredictor
+from . import metrics
+from .predictor import BundlePredictor, PredictionTimeout
 
 
 def _limit_request_size(max_bytes: int) -> None:
@@ -25,9 +26,10 @@ def _limit_request_size(max_bytes: int) -> None:
         return await call_next(request)
 
 
-def _answer_malformed_bodies_with_400() -> None:
-    """FastAPI's default 422 echoes the input, and a body like ``Infinity`` cannot be echoed as JSON,
-    which turns a bad request into a 500. Answer 400 with where and what instead, never the input."""
+def _install_error_handlers() -> None:
+    """Malformed bodies → 400, slow predictions → 504. FastAPI's default 422 echoes the input, and a
+    body like ``Infinity`` cannot be echoed as JSON, which turns a bad request into a 500. Answer 400
+    with where and what instead, never the input."""
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from kserve.model_server import app
@@ -38,6 +40,11 @@ def _answer_malformed_bodies_with_400() -> None:
 
     app.add_exception_handler(RequestValidationError, handler)
 
+    async def timeout(request, exc: PredictionTimeout):
+        return JSONResponse(status_code=504, content={"error": str(exc)})
+
+    app.add_exception_handler(PredictionTimeout, timeout)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser], prog="python -m serving")
@@ -46,14 +53,18 @@ def main() -> None:
     parser.add_argument("--max_batch_rows", type=int, default=256, help="Micro-batching: rows per model call.")
     parser.add_argument("--max_batch_wait_ms", type=float, default=2.0,
                         help="Micro-batching: how long a request waits for others to join.")
+    parser.add_argument("--request_timeout_s", type=float, default=float(os.environ.get("REQUEST_TIMEOUT_S", 30)),
+                        help="A prediction not answered within this many seconds gets 504.")
     parser.add_argument("--max_request_bytes", type=int, default=int(os.environ.get("MAX_REQUEST_BYTES", 16 << 20)),
                         help="Larger request bodies are refused with 413.")
     args, _ = parser.parse_known_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    model = BundlePredictor(args.model_name, args.model_dir, args.max_batch_rows, args.max_batch_wait_ms)
+    model = BundlePredictor(args.model_name, args.model_dir, args.max_batch_rows, args.max_batch_wait_ms,
+                            args.request_timeout_s)
     model.load()
-    _answer_malformed_bodies_with_400()
+    _install_error_handlers()
     _limit_request_size(args.max_request_bytes)
+    metrics.install(model_server.app, {args.model_name})
     kserve.ModelServer(http_port=args.http_port, enable_grpc=False, workers=args.workers).start([model])
 
 

@@ -3,7 +3,8 @@
 A request waits at most ``max_wait_ms`` for others to join, and a batch holds at most
 ``max_batch_rows`` rows. The model runs in a worker thread so the event loop keeps accepting
 requests meanwhile. If a batch fails, its requests are retried one by one, so a bad request
-gets its own error and never fails the others.
+gets its own error and never fails the others. A request whose caller gave up (timeout,
+disconnect) is dropped from its batch instead of answered.
 """
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from typing import Any, Callable, Sequence
 
 class MicroBatcher:
     def __init__(self, predict: Callable[[list], Any], join: Callable[[Sequence], Any],
-                 split: Callable[[Any, list[int]], list], max_batch_rows: int = 256, max_wait_ms: float = 2.0):
-        self.predict, self.join, self.split = predict, join, split
+                 split: Callable[[Any, list[int]], list], max_batch_rows: int = 256, max_wait_ms: float = 2.0,
+                 on_batch: Callable[[int, int], None] | None = None):
+        self.predict, self.join, self.split, self.on_batch = predict, join, split, on_batch
         self.max_batch_rows, self.max_wait = max_batch_rows, max_wait_ms / 1000
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
@@ -45,7 +47,12 @@ class MicroBatcher:
                     break
                 batch.append(item)
                 rows += item[1]
+            batch = [item for item in batch if not item[2].done()]
+            if not batch:
+                continue
             self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
+            if self.on_batch:
+                self.on_batch(len(batch), sum(n for _, n, _ in batch))
             await self._predict_batch(batch)
 
     async def _predict_batch(self, batch: list) -> None:
@@ -56,12 +63,21 @@ class MicroBatcher:
             if len(batch) == 1:
                 _, _, future = batch[0]
                 try:
-                    future.set_result(await asyncio.to_thread(self.predict, batch[0][0]))
+                    _settle(future, result=await asyncio.to_thread(self.predict, batch[0][0]))
                 except Exception as exc:
-                    future.set_exception(exc)
+                    _settle(future, error=exc)
                 return
             for item in batch:  # find the culprit: each request on its own
                 await self._predict_batch([item])
             return
         for (_, _, future), output in zip(batch, outputs):
-            future.set_result(output)
+            _settle(future, result=output)
+
+
+def _settle(future: asyncio.Future, result=None, error: BaseException | None = None) -> None:
+    if future.done():  # the caller timed out or went away while the model ran
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

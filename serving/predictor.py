@@ -8,6 +8,7 @@ Bad requests raise ``InvalidInput`` (HTTP 400) naming what was wrong; the server
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from typing import Any
@@ -20,17 +21,23 @@ from kserve.errors import InferenceError, InvalidInput
 from components.bundle import Bundle, load_bundle
 from components.errors import InvalidInputError
 
+from . import metrics
 from .batching import MicroBatcher
 
 log = logging.getLogger(__name__)
 MAX_INSTANCES = 100_000
 
 
+class PredictionTimeout(RuntimeError):
+    """The model did not answer within the request timeout (HTTP 504)."""
+
+
 class BundlePredictor(Model):
-    def __init__(self, name: str, model_dir: str, max_batch_rows: int = 256, max_wait_ms: float = 2.0):
+    def __init__(self, name: str, model_dir: str, max_batch_rows: int = 256, max_wait_ms: float = 2.0,
+                 timeout_s: float = 30.0):
         super().__init__(name)
         self.model_dir = model_dir
-        self.max_batch_rows, self.max_wait_ms = max_batch_rows, max_wait_ms
+        self.max_batch_rows, self.max_wait_ms, self.timeout_s = max_batch_rows, max_wait_ms, timeout_s
         self.bundle: Bundle | None = None
         self.batcher: MicroBatcher | None = None
 
@@ -39,11 +46,16 @@ class BundlePredictor(Model):
         self.series = self.bundle.meta.series  # None for tables
         # Warm up with a typical record so the first request pays no lazy initialisation.
         self.bundle.predict_frame(self._typical_records())
-        self.batcher = MicroBatcher(self.bundle.predict_frame, _join, _split, self.max_batch_rows, self.max_wait_ms)
+        self.batcher = MicroBatcher(self.bundle.predict_frame, _join, _split, self.max_batch_rows, self.max_wait_ms,
+                                    on_batch=self._observe_batch)
         self.ready = True
         log.info("loaded %s %s bundle (%s) from %s", self.bundle.meta.family, self.bundle.meta.task,
                  self.bundle.meta.model_name, self.model_dir)
         return self.ready
+
+    def _observe_batch(self, n_requests: int, n_rows: int) -> None:
+        metrics.BATCH_REQUESTS.labels(self.name).observe(n_requests)
+        metrics.BATCH_ROWS.labels(self.name).observe(n_rows)
 
     def _typical_records(self):
         def typical(f):
@@ -111,19 +123,29 @@ class BundlePredictor(Model):
     # --- prediction ------------------------------------------------------------------------
     async def _predict_frame(self, records) -> pd.DataFrame:
         try:
-            return await self.batcher.submit(records, len(records))
+            return await asyncio.wait_for(self.batcher.submit(records, len(records)), self.timeout_s)
         except InvalidInputError as exc:
+            metrics.ERRORS.labels(self.name, "invalid_input").inc()
             raise InvalidInput(str(exc)) from None
+        except asyncio.TimeoutError:
+            metrics.ERRORS.labels(self.name, "timeout").inc()
+            raise PredictionTimeout(f"the model did not answer within {self.timeout_s:g} s; "
+                                    "try fewer instances per request") from None
         except Exception as exc:  # a model failure is the server's fault, not the client's
+            metrics.ERRORS.labels(self.name, "model_error").inc()
             log.exception("prediction failed")
             raise InferenceError(f"prediction failed: {exc}") from None
 
     async def predict(self, payload, headers=None, response_headers=None):
+        try:
+            records = self._v2_records(payload) if isinstance(payload, InferRequest) else self._v1_records(payload)
+        except InvalidInput:
+            metrics.ERRORS.labels(self.name, "invalid_input").inc()
+            raise
+        out = await self._predict_frame(records)
         if isinstance(payload, InferRequest):
-            out = await self._predict_frame(self._v2_records(payload))
             return InferResponse(model_name=self.name, infer_outputs=self._v2_outputs(out),
                                  response_id=payload.id or str(uuid.uuid4()))
-        out = await self._predict_frame(self._v1_records(payload))
         return {"predictions": self._v1_predictions(out)}
 
     def _v1_predictions(self, out: pd.DataFrame) -> list:

@@ -145,8 +145,17 @@ def test_prometheus_metrics_and_request_size_limit(housing):
     url, p = housing
     record = rows(p, "MedHouseVal", 1).to_dict("records")[0]
     assert requests.post(f"{url}/v1/models/housing:predict", json={"instances": [record]}).status_code == 200
+    assert requests.post(f"{url}/v1/models/housing:predict", json={"instances": [{"MedInc": "x"}]}).status_code == 400
+    assert requests.post(f"{url}/v1/models/nope:predict", json={"instances": [record]}).status_code == 404
     metrics = requests.get(f"{url}/metrics").text
-    assert "request_predict_seconds_bucket" in metrics and 'model_name="housing"' in metrics
+    assert "request_predict_seconds_bucket" in metrics and 'model_name="housing"' in metrics  # KServe's own
+    for line in ('kfp_ml_requests_total{code="200",model="housing",protocol="v1"}',
+                 'kfp_ml_requests_total{code="400",model="housing",protocol="v1"}',
+                 'kfp_ml_requests_total{code="404",model="unknown",protocol="v1"}',
+                 'kfp_ml_prediction_errors_total{kind="invalid_input",model="housing"}',
+                 'kfp_ml_batch_rows_bucket{le="1.0",model="housing"}',
+                 'kfp_ml_request_seconds_count{model="housing",protocol="v1"}'):
+        assert line in metrics, line
     huge = b'{"instances": [' + b"1," * (9 << 20) + b"1]}"
     resp = requests.post(f"{url}/v1/models/housing:predict", data=huge, headers={"Content-Type": "application/json"})
     assert resp.status_code == 413 and "exceeds the limit" in resp.json()["error"]
@@ -174,3 +183,25 @@ def test_concurrent_requests_are_batched_and_keep_their_own_answers(housing):
         else:
             assert resp.status_code == 200
             np.testing.assert_allclose(resp.json()["predictions"], [expected[i]], rtol=1e-6)
+
+
+def test_a_slow_prediction_times_out_with_504_and_the_server_keeps_answering(regression_run):
+    """In process: a timeout far below one model call's time must give PredictionTimeout (504),
+    and the batcher must go on answering later requests once the caller gave up."""
+    import asyncio
+
+    from serving.predictor import BundlePredictor, PredictionTimeout
+
+    _, p = regression_run
+    frame = rows(p, "MedHouseVal", 3)
+    predictor = BundlePredictor("housing", str(p["model"]), timeout_s=1e-6)
+    predictor.load()
+
+    async def scenario():
+        with pytest.raises(PredictionTimeout, match="did not answer within"):
+            await predictor.predict({"instances": frame.to_dict("records")})
+        predictor.timeout_s = 30
+        return await predictor.predict({"instances": frame.to_dict("records")})
+
+    answer = asyncio.run(scenario())
+    np.testing.assert_allclose(answer["predictions"], load_bundle(p["model"]).predict(frame), rtol=1e-6)

@@ -1,0 +1,54 @@
+"""The platform's own Prometheus metrics, served beside KServe's on ``/metrics``.
+
+KServe already exports per-model predict latency; these add what an operator asks about on a
+bad day: requests by status code, end-to-end latency, micro-batch sizes and errors by kind.
+"""
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter("kfp_ml_requests", "Inference requests answered, by model, protocol and HTTP status code",
+                   ["model", "protocol", "code"])
+LATENCY = Histogram("kfp_ml_request_seconds", "Inference request latency, end to end inside the server",
+                    ["model", "protocol"],
+                    buckets=(.001, .0025, .005, .01, .02, .03, .05, .075, .1, .25, .5, 1, 2.5, 5, 10))
+BATCH_REQUESTS = Histogram("kfp_ml_batch_requests", "Requests joined into one model call", ["model"],
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+BATCH_ROWS = Histogram("kfp_ml_batch_rows", "Rows in one model call", ["model"],
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
+ERRORS = Counter("kfp_ml_prediction_errors", "Failed predictions by kind (invalid_input, model_error, timeout)",
+                 ["model", "kind"])
+
+
+def _route(path: str) -> tuple[str, str] | None:
+    """(protocol, model) for /v1/models/<m>:predict and /v2/models/<m>[/versions/<v>]/infer, else None."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 3 and parts[0] in ("v1", "v2") and parts[1] == "models":
+        model = parts[2].split(":")[0]
+        if parts[0] == "v1" and path.endswith(":predict") or parts[0] == "v2" and parts[-1] == "infer":
+            return parts[0], model
+    return None
+
+
+def install(app, models: set[str]) -> None:
+    """Count and time every inference request, whatever status it ends with. Names outside
+    ``models`` are counted as "unknown" so that a client cannot grow the label set without bound."""
+
+    @app.middleware("http")
+    async def observe(request, call_next):
+        route = _route(request.url.path)
+        if route is None:
+            return await call_next(request)
+        protocol, model = route
+        model = model if model in models else "unknown"
+        start = time.perf_counter()
+        code = 500
+        try:
+            response = await call_next(request)
+            code = response.status_code
+            return response
+        finally:
+            LATENCY.labels(model, protocol).observe(time.perf_counter() - start)
+            REQUESTS.labels(model, protocol, str(code)).inc()
