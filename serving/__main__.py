@@ -46,6 +46,24 @@ def _install_error_handlers() -> None:
     app.add_exception_handler(PredictionTimeout, timeout)
 
 
+def _local_model_dir(model_dir: str) -> str:
+    """A storage URI (outside KServe, which mounts it at /mnt/models) is fetched once, if allowed."""
+    from components.settings import check_model_source
+
+    check_model_source(model_dir, "--model_dir")
+    import tempfile
+
+    if model_dir.startswith(("models:/", "mlflow-artifacts:/")):
+        import mlflow.artifacts
+
+        return mlflow.artifacts.download_artifacts(artifact_uri=model_dir, dst_path=tempfile.mkdtemp(prefix="model-"))
+    if "://" in model_dir and not model_dir.startswith("file://"):
+        from kserve_storage import Storage
+
+        return Storage.download(model_dir, tempfile.mkdtemp(prefix="model-"))
+    return model_dir.removeprefix("file://")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(parents=[model_server.parser], prog="python -m serving")
     parser.add_argument("--model_dir", default=os.environ.get("MODEL_DIR", "/mnt/models"),
@@ -57,9 +75,11 @@ def main() -> None:
                         help="A prediction not answered within this many seconds gets 504.")
     parser.add_argument("--max_request_bytes", type=int, default=int(os.environ.get("MAX_REQUEST_BYTES", 16 << 20)),
                         help="Larger request bodies are refused with 413.")
+    parser.add_argument("--log_level", default=os.environ.get("LOG_LEVEL", "INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args, _ = parser.parse_known_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    model = BundlePredictor(args.model_name, args.model_dir, args.max_batch_rows, args.max_batch_wait_ms,
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    model = BundlePredictor(args.model_name, _local_model_dir(args.model_dir), args.max_batch_rows, args.max_batch_wait_ms,
                             args.request_timeout_s)
     model.load()
     _install_error_handlers()

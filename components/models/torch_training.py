@@ -177,7 +177,9 @@ def to_scores(out: np.ndarray, task: str) -> np.ndarray:
 
 def load_initial_weights(net: nn.Module, source: str) -> None:
     """Fine-tuning: start from a registered version (models:/…), a bundle directory or a .pt file."""
-    path = Path(source)
+    from ..settings import check_model_source
+
+    path = Path(check_model_source(source, "train.init_from"))
     if source.startswith("models:/"):
         import mlflow.artifacts
 

@@ -36,7 +36,12 @@ def mlflow_s3(python, s3_server, tmp_path_factory):
 
 
 def test_registered_version_lives_in_s3_and_serves_from_there(mlflow_s3, s3_env, regression_run, python,
-                                                               tmp_path, monkeypatch):
+                                                               tmp_path, monkeypatch, capfd, caplog):
+    """Also: the predictor fetches the storage URI itself (allowed: MLflow's bucket), and the
+    store's secret key appears in no log of register or the server, even at DEBUG."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
     recipe, p = regression_run
     s3_server = s3_env
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_s3)
@@ -50,14 +55,11 @@ def test_registered_version_lives_in_s3_and_serves_from_there(mlflow_s3, s3_env,
     names = [o.object_name for o in object_store().list_objects(bucket, prefix=key + "/", recursive=True)]
     assert any(n.endswith("MLmodel") for n in names) and any(n.endswith("bundle.json") for n in names)
 
-    from kserve_storage import Storage
-
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
-    model_dir = Storage.download(uri, str(tmp_path / "mnt-models"))
     port = free_port()
     log = tmp_path / "serve.log"
-    proc = start_process([python, "-m", "serving", "--model_dir", model_dir, "--model_name", "housing",
-                          "--http_port", str(port)], log)
+    proc = start_process([python, "-m", "serving", "--model_dir", uri, "--model_name", "housing",
+                          "--http_port", str(port), "--log_level", "DEBUG"], log)
     try:
         wait_http(f"http://127.0.0.1:{port}/v2/models/housing/ready", proc, 90, log)
         rows = pd.read_parquet(p["test.parquet"]).drop(columns="MedHouseVal").head(4)
@@ -70,3 +72,7 @@ def test_registered_version_lives_in_s3_and_serves_from_there(mlflow_s3, s3_env,
         np.testing.assert_allclose(v2["outputs"][0]["data"], expected, rtol=1e-6)
     finally:
         stop_process(proc)
+    captured = capfd.readouterr()
+    for where, text in (("server log", log.read_text()), ("register's output", captured.out + captured.err),
+                        ("log records", caplog.text)):
+        assert text.strip() and S3_SECRET not in text, f"the secret key is printed in the {where}"

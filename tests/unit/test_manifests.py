@@ -93,13 +93,19 @@ def test_rendered_inference_service_matches_kserve_schema(canary):
     assert manifest["spec"]["predictor"]["model"]["runtime"] == "kfp-ml-platform"
 
 
-def test_containers_run_as_non_root_with_limits():
+def test_containers_run_as_non_root_read_only_with_limits():
+    """KFP's pipeline steps are not here: its launcher writes inside the container, so their root
+    filesystem cannot be read-only; every long-running container of ours is."""
     for d in rendered():
         spec = d["spec"] if d["kind"] == "ServingRuntime" else d.get("spec", {}).get("template", {}).get("spec")
         for c in (spec or {}).get("containers", []):
             assert c["resources"]["limits"], f"{d['kind']} {c['name']} has limits"
             ctx = {**(spec.get("securityContext") or {}), **(c.get("securityContext") or {})}
             assert ctx.get("runAsNonRoot") and ctx.get("allowPrivilegeEscalation") is False, d["metadata"]["name"]
+            assert ctx.get("readOnlyRootFilesystem") is True, f"{d['metadata']['name']}: read-only root filesystem"
+            writable = {m["name"] for m in c.get("volumeMounts", [])}
+            volumes = {v["name"] for v in spec.get("volumes", [])}
+            assert writable <= volumes, f"{d['metadata']['name']}: every mount has a volume"
 
 
 def test_deployer_role_is_least_privilege():

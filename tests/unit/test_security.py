@@ -1,0 +1,36 @@
+"""Security rules that need no service: where models may come from, and secrets kept out of logs."""
+import pytest
+
+from components.settings import check_model_source
+from tests.conftest import make_recipe, run_steps
+
+
+@pytest.mark.parametrize("uri", ["models:/housing@champion", "mlflow-artifacts:/1/models/m-1/artifacts",
+                                 "/mnt/models", "relative/bundle", "file:///tmp/model.pt",
+                                 "s3://mlflow-artifacts/1/models/m-1/artifacts", "minio://team-models/x.pt"])
+def test_configured_sources_are_allowed(uri, monkeypatch):
+    monkeypatch.setenv("PLATFORM_MODEL_BUCKETS", "team-models")
+    monkeypatch.setenv("PLATFORM_MLFLOW_ARTIFACTS_DESTINATION", "s3://mlflow-artifacts/")
+    assert check_model_source(uri, "test") == uri
+
+
+@pytest.mark.parametrize("uri", ["https://example.com/model.pt", "s3://someone-elses-bucket/model.pt",
+                                 "gs://bucket/model", "hf://org/model"])
+def test_other_sources_are_refused_with_what_is_allowed(uri, monkeypatch):
+    monkeypatch.setenv("PLATFORM_MODEL_BUCKETS", "team-models")
+    monkeypatch.delenv("PLATFORM_MLFLOW_ARTIFACTS_DESTINATION", raising=False)
+    with pytest.raises(PermissionError, match=r"refusing to load a model from .*s3://team-models/"):
+        check_model_source(uri, "test")
+
+
+def test_fine_tuning_refuses_weights_from_an_unconfigured_place(tmp_path):
+    recipe = make_recipe(train={"epochs": 1, "init_from": "https://example.com/weights.pt"})
+    with pytest.raises(PermissionError, match="train.init_from: refusing"):
+        run_steps(recipe, tmp_path)
+
+
+def test_serving_refuses_a_model_dir_outside_the_configured_stores():
+    from serving.__main__ import _local_model_dir
+
+    with pytest.raises(PermissionError, match="--model_dir: refusing"):
+        _local_model_dir("https://example.com/bundle.tar.gz")
