@@ -1,8 +1,10 @@
 """What every KFP component body calls first: logging, and the recipe resolved from its knobs."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from pathlib import Path
 
 from .recipe import Recipe
 
@@ -29,3 +31,13 @@ def resolve_recipe(recipe_json: str, **knobs) -> Recipe:
     recipe = Recipe.from_json(recipe_json)
     overrides = [f"{KNOBS[k]}={v}" for k, v in knobs.items() if v not in (None, "")]
     return Recipe.parse(recipe.model_dump(mode="json", by_alias=True), overrides) if overrides else recipe
+
+
+def write_metadata_file(*artifacts) -> None:
+    """Metrics artifacts keep their values in metadata only and write no file; kfp.local's cache
+    then takes the step's outputs for missing and never reuses it. Their values as a JSON file make
+    the step cacheable (and, on a cluster, downloadable beside the UI's view)."""
+    for artifact in artifacts:
+        path = Path(artifact.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(artifact.metadata, indent=1))

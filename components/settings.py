@@ -24,6 +24,14 @@ def local_service_env(home: Path) -> dict[str, str]:
     }
 
 
+def redact_uri(uri: str) -> str:
+    """A URI fit for a log: user and password (``https://user:pass@host``) replaced by ***."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and "@" in rest.split("/")[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
 def check_model_source(uri: str, what: str) -> str:
     """Weights and pickles are code: load them only from the configured registry or object store.
 

@@ -53,13 +53,14 @@ def train_model(recipe_json: str, train: Input[Dataset], val: Input[Dataset], sc
                 model: Output[Model], metrics: Output[Metrics], learning_curve: Output[HTML]):
     """Fit the feature transform and the model on the train split; write the model bundle."""
     from components.recipe import Recipe
-    from components.runner import step_logging
+    from components.runner import step_logging, write_metadata_file
     from components.steps.train import train as run_train
 
     step_logging()
     recipe = Recipe.from_json(recipe_json)
     for name, value in run_train(recipe, train.path, val.path, schema.path, model.path, learning_curve.path).items():
         metrics.log_metric(name, value)
+    write_metadata_file(metrics)
     model.metadata.update({"model": recipe.model.name, "task": recipe.task, "framework": "mlflow-pyfunc"})
 
 
@@ -68,7 +69,7 @@ def evaluate_model(recipe_json: str, model: Input[Model], test: Input[Dataset], 
                    report: Output[HTML]) -> str:
     """Test metrics, plots and the gate verdict ('passed' or 'failed')."""
     from components.recipe import Recipe
-    from components.runner import step_logging
+    from components.runner import step_logging, write_metadata_file
     from components.steps.evaluate import evaluate
 
     step_logging()
@@ -81,6 +82,7 @@ def evaluate_model(recipe_json: str, model: Input[Model], test: Input[Dataset], 
     if "roc" in result:
         roc = result["roc"]
         classification_metrics.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+    write_metadata_file(metrics, classification_metrics)
     return result["verdict"]
 
 

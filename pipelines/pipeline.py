@@ -35,6 +35,17 @@ MLFLOW_ENV = {"tracking_uri": "MLFLOW_TRACKING_URI", "s3_endpoint": "MLFLOW_S3_E
               "artifacts_destination": "PLATFORM_MLFLOW_ARTIFACTS_DESTINATION"}
 
 
+def _local_data_fingerprint(uri: str) -> str | None:
+    from components.storage import content_hash, expand, is_remote
+
+    if is_remote(uri):
+        return None
+    try:
+        return f"data-{content_hash(expand(uri))}"
+    except Exception:  # not readable here (e.g. compiled for a cluster path): plain input caching
+        return None
+
+
 def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
     steps = SimpleNamespace(**build_components(cluster.image_registry, cluster.image_tag))
 
@@ -52,6 +63,9 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
         load = steps.load_data(recipe_json=recipe_json, data_uri=data_uri, target=target, model_name=model_name,
                                epochs=epochs, learning_rate=learning_rate,
                                registered_model_name=registered_model_name).set_display_name("load")
+        # Cached by its inputs like every step; a local data file is also keyed by its content,
+        # so editing the file in place re-runs the pipeline from load.
+        load.set_caching_options(True, cache_key=_local_data_fingerprint(recipe.data.uri))
         resolved = load.outputs["Output"]
         prep = steps.preprocess_data(recipe_json=resolved, raw=load.outputs["raw"]).set_display_name("preprocess")
         parts = steps.split_data(recipe_json=resolved, clean=prep.outputs["clean"]).set_display_name("split")

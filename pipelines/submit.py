@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from components.recipe import Recipe, RecipeError  # noqa: E402
-from components.settings import local_service_env, platform_home  # noqa: E402
+from components.settings import local_service_env, platform_home, redact_uri  # noqa: E402
 
 DEFAULT_RECIPE = ROOT / "pipelines" / "recipes" / "california-housing.yaml"
 
@@ -32,7 +32,7 @@ def check_recipe(recipe: Recipe) -> None:
                   recipe.family)
 
 
-def run_local(recipe: Recipe) -> dict:
+def run_local(recipe: Recipe, caching: bool = True) -> dict:
     """Run the whole DAG on this machine and return what a person wants to know about it."""
     from kfp import local
 
@@ -44,7 +44,8 @@ def run_local(recipe: Recipe) -> dict:
         recipe = Recipe.parse(recipe.model_dump(mode="json", by_alias=True), [f"data.uri={ROOT / recipe.data.uri}"])
     root = home / "pipeline_root"
     root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True,
+               enable_caching=caching)
     started = time.time()
     make_pipeline(recipe, ClusterConfig(gpus=0, node_selector=None, toleration=None, s3_secret=None,
                                           mlflow_secret=None))()
@@ -60,7 +61,7 @@ def summarize(recipe: Recipe, root: Path, seconds: float) -> dict:
     runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
     summary = {"seconds": round(seconds, 1), "outputs": str(runs[-1]) if runs else str(root),
                "registered": f"{name} version {latest.version} ({latest.tags.get('alias', '?')})",
-               "gate": latest.tags.get("gate", "?"), "tracking_uri": os.environ["MLFLOW_TRACKING_URI"]}
+               "gate": latest.tags.get("gate", "?"), "tracking_uri": redact_uri(os.environ["MLFLOW_TRACKING_URI"])}
     state = platform_home() / "serving" / f"{name}.json"
     if summary["gate"] == "passed" and state.is_file():
         served = json.loads(state.read_text())
@@ -104,7 +105,7 @@ def stage_data(recipe: Recipe) -> Recipe:
 
 
 def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: str | None,
-                  pipeline_root: str | None = None) -> str:
+                  pipeline_root: str | None = None, caching: bool = True) -> str:
     import kfp
 
     from pipelines.pipeline import make_pipeline
@@ -114,7 +115,8 @@ def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: s
     run = client.create_run_from_pipeline_func(make_pipeline(recipe), arguments={},
                                                experiment_name=experiment or recipe.experiment,
                                                run_name=run_name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                               pipeline_root=pipeline_root)  # None: KFP's MinIO
+                                               pipeline_root=pipeline_root,  # None: KFP's MinIO
+                                               enable_caching=caching)
     return f"{host.rstrip('/')}/#/runs/details/{run.run_id}"
 
 
@@ -127,6 +129,8 @@ def main(argv=None) -> int:
     parser.add_argument("--experiment", help="KFP experiment name (default: the recipe's experiment)")
     parser.add_argument("--run-name")
     parser.add_argument("--pipeline-root", help="with --host: artifact root (default: KFP's minio://mlpipeline/v2/artifacts)")
+    parser.add_argument("--no-cache", dest="caching", action="store_false",
+                        help="run every step again instead of reusing the outputs of finished identical steps")
     args = parser.parse_args(argv)
     try:
         recipe = Recipe.from_file(args.recipe, args.overrides)
@@ -138,13 +142,13 @@ def main(argv=None) -> int:
         from components.storage import ObjectStoreError
 
         try:
-            url = submit_remote(recipe, args.host, args.experiment, args.run_name, args.pipeline_root)
+            url = submit_remote(recipe, args.host, args.experiment, args.run_name, args.pipeline_root, args.caching)
             print(f"submitted: {url}")
         except ObjectStoreError as exc:
             print(f"error: the data is on this machine and must be uploaded first, but {exc}", file=sys.stderr)
             return 2
         return 0
-    summary = run_local(recipe)
+    summary = run_local(recipe, args.caching)
     print("\n" + "=" * 72)
     print(f"recipe {recipe.name}: pipeline finished in {summary['seconds']} s")
     print(f"outputs:     {summary['outputs']}")

@@ -1,7 +1,7 @@
 """Security rules that need no service: where models may come from, and secrets kept out of logs."""
 import pytest
 
-from components.settings import check_model_source
+from components.settings import check_model_source, redact_uri
 from tests.conftest import make_recipe, run_steps
 
 
@@ -34,3 +34,9 @@ def test_serving_refuses_a_model_dir_outside_the_configured_stores():
 
     with pytest.raises(PermissionError, match="--model_dir: refusing"):
         _local_model_dir("https://example.com/bundle.tar.gz")
+
+
+def test_uris_printed_by_submit_hide_credentials():
+    assert redact_uri("https://alice:s3cr3t@mlflow.example.com/path") == "https://***@mlflow.example.com/path"
+    assert redact_uri("postgresql://u:p@db:5432/mlflow") == "postgresql://***@db:5432/mlflow"
+    assert redact_uri("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
