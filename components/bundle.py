@@ -43,6 +43,8 @@ class BundleMeta(BaseModel):
     train_metrics: dict[str, float] = Field(default_factory=dict)
     lineage: dict[str, str] = Field(default_factory=dict)
     series: dict[str, Any] | None = None  # time series: window length, label rule, channels
+    image: dict[str, Any] | None = None   # images: layout; the adapter records its input size
+    text: dict[str, Any] | None = None    # text: column name, max tokens
 
 
 class Bundle:
@@ -57,9 +59,14 @@ class Bundle:
         """Raw records (table rows, or windows for time series) → what the adapter was trained on."""
         return family(self.meta.family).model_inputs(self.meta, self.transform, records)
 
-    def predict(self, records) -> np.ndarray:
-        """Regression: values in target units. Classification: class names."""
+    def predict(self, records) -> np.ndarray | list[dict]:
+        """Regression: values in target units. Classification: class names. Detection: per image
+        ``{"boxes": [[x0, y0, x1, y1], ...] (pixels), "labels": [class], "scores": [...]}``."""
         raw = self.adapter.predict_raw(self.features(records))
+        if self.meta.task == "detection":
+            return [{"boxes": np.asarray(d["boxes"], dtype=float).reshape(-1, 4).tolist(),
+                     "labels": [self.meta.classes[int(c)] for c in d["classes"]],
+                     "scores": np.asarray(d["scores"], dtype=float).tolist()} for d in raw]
         if self.meta.task == "regression":
             offset = family(self.meta.family).prediction_offset(self.meta, records)
             return raw * self.meta.target_std + self.meta.target_mean + offset
@@ -77,6 +84,8 @@ class Bundle:
                        for w in records["window"]]  # pyfunc hands windows over as a "window" column
         if self.meta.task == "regression":
             return pd.DataFrame({"prediction": self.predict(records)})
+        if self.meta.task == "detection":
+            return pd.DataFrame(self.predict(records), columns=["boxes", "labels", "scores"])
         proba = self.predict_proba(records)
         classes = np.asarray(self.meta.classes, dtype=object)
         out = pd.DataFrame({"label": classes[proba.argmax(axis=1)], "probability": proba.max(axis=1)})
@@ -94,6 +103,12 @@ class Bundle:
         example = input_example[:5]
         if isinstance(example, pd.DataFrame):
             example = example[self.feature_names].reset_index(drop=True)
+        elif self.meta.family == "image":  # encoded images, base64 as a client sends them
+            import base64
+
+            example = pd.DataFrame({"image": [base64.b64encode(b).decode() for b in example[:2]]})
+        elif self.meta.family == "text":
+            example = pd.DataFrame({self.feature_names[0]: list(example)})
         else:  # windows [n, C, L]: MLflow's example holds one [C][L] list per row
             example = pd.DataFrame({"window": [w.tolist() for w in example]})
         with tempfile.TemporaryDirectory() as tmp:
@@ -104,8 +119,9 @@ class Bundle:
             self.adapter.save(payload / "model")
             for name, src in (extra_files or {}).items():
                 shutil.copy(src, payload / name)
-            mlflow.pyfunc.save_model(str(path), signature=infer_signature(example, self.predict_frame(example)),
-                                     input_example=example, **pyfunc_spec(payload))
+            # Detection answers hold variable-length lists, which an MLflow signature cannot describe.
+            signature = None if self.meta.task == "detection" else infer_signature(example, self.predict_frame(example))
+            mlflow.pyfunc.save_model(str(path), signature=signature, input_example=example, **pyfunc_spec(payload))
 
 
 def _payload(path: str | Path) -> Path:
@@ -137,8 +153,9 @@ def pyfunc_spec(path: str | Path) -> dict[str, Any]:
     """Arguments for ``mlflow.pyfunc.save_model`` / ``log_model``: one place knows them."""
     meta = read_meta(path)
     reqs = ["pandas", "numpy", "scikit-learn", "pydantic", "pyyaml", "joblib"]
-    if meta.framework == "torch":
-        reqs.append("torch")
+    reqs += {"torch": ["torch"], "timm": ["torch", "torchvision", "timm", "pillow"],
+             "ultralytics": ["torch", "torchvision", "ultralytics", "pillow"],
+             "transformers": ["torch", "transformers", "pillow"]}.get(meta.framework, [])
     return {"python_model": BundlePyfunc(), "artifacts": {"bundle": str(_payload(path))},
             "code_paths": [str(COMPONENTS_DIR)], "pip_requirements": reqs}
 

@@ -105,6 +105,23 @@ def curves(y_onehot: np.ndarray, proba: np.ndarray, classes: list[str], kind: st
     return _save(plt, fig, ax, path, "ROC curve" if kind == "roc" else "Precision-recall curve")
 
 
+def detections(image: bytes, truth: dict, predicted: dict, path: Path, min_score: float = 0.25) -> Path:
+    """One test image with its true boxes (green) and predicted boxes above ``min_score`` (red)."""
+    import io
+
+    from matplotlib.patches import Rectangle
+    from PIL import Image
+
+    plt, fig, ax = _figure()
+    ax.imshow(Image.open(io.BytesIO(image)).convert("RGB"))
+    for boxes, scores, color in ((truth["boxes"], None, "lime"), (predicted["boxes"], predicted["scores"], "red")):
+        for n, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=float).reshape(-1, 4)):
+            if scores is None or scores[n] >= min_score:
+                ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, color=color, lw=1.2))
+    ax.axis("off")
+    return _save(plt, fig, ax, path, f"true (green) vs predicted ≥ {min_score} (red)", grid=False)
+
+
 def html_report(title: str, tables: dict[str, dict], images: list[Path]) -> str:
     parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
              f"<body style='font-family:sans-serif'><h1>{html.escape(title)}</h1>"]

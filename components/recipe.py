@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Task = Literal["regression", "classification"]
+Task = Literal["regression", "classification", "detection"]
 Imputation = Literal["mean", "median", "most_frequent", "drop"]
 GATE_RE = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|<|>|==)\s*(-?[0-9.eE+-]+)\s*$")
 
@@ -86,6 +86,23 @@ class TimeSeriesSpec(_Section):
         return self
 
 
+class ImageSpec(_Section):
+    """Image datasets: a folder per class (classification), YOLO or COCO layout (detection)."""
+    layout: Literal["auto", "imagefolder", "yolo", "coco"] = Field(
+        "auto", description="auto: data.yaml → yolo, a COCO .json → coco, else imagefolder.")
+    size: int | None = Field(None, gt=0, description="Square input size; the model's pretrained config if unset.")
+    hflip: float = Field(0.5, ge=0, le=1, description="Augmentation: probability of a horizontal flip.")
+    scale: tuple[float, float] = Field((0.6, 1.0), description="Augmentation: random-resized-crop area range.")
+    auto_augment: str | None = Field(None, description="timm auto-augment policy, e.g. 'rand-m9-mstd0.5'.")
+    pretrained: bool = Field(False, description="Start from pretrained weights (needs network or a local cache).")
+
+
+class TextSpec(_Section):
+    """Text classification: one text column and the label column (data.target)."""
+    text_column: str = "text"
+    max_length: int = Field(128, gt=0, le=4096, description="Tokens per text; longer ones are truncated.")
+
+
 class ModelSpec(_Section):
     name: str = Field("mlp", description="A name from the model catalog (python -m components.models list).")
     params: dict[str, Any] = Field(default_factory=dict, description="Architecture parameters of that model.")
@@ -153,6 +170,8 @@ class Recipe(_Section):
     task: Task
     data: DataSpec
     timeseries: TimeSeriesSpec | None = Field(None, description="Present for the time-series task family.")
+    image: ImageSpec | None = Field(None, description="Present for image classification and detection.")
+    text: TextSpec | None = Field(None, description="Present for text classification.")
     preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -167,7 +186,23 @@ class Recipe(_Section):
         if self.split.method == "stratified" and self.task != "classification":
             raise ValueError("split.method 'stratified' needs task 'classification'")
         ts = self.timeseries
-        if ts is None:
+        if sum(x is not None for x in (ts, self.image, self.text)) > 1:
+            raise ValueError("a recipe has at most one of the timeseries, image and text sections")
+        if self.image is not None:
+            if self.task == "regression":
+                raise ValueError("image recipes have task 'classification' or 'detection'")
+            if self.task == "detection" and self.image.layout == "imagefolder":
+                raise ValueError("task 'detection' reads YOLO or COCO data, not image.layout 'imagefolder'")
+            if self.split.method not in ("random", "stratified"):
+                raise ValueError("image data splits with method 'random' or 'stratified'")
+        elif self.text is not None:
+            if self.task != "classification":
+                raise ValueError("text recipes have task 'classification'")
+            if not self.data.target:
+                raise ValueError("data.target (the label column) is required for text")
+        elif self.task == "detection":
+            raise ValueError("task 'detection' needs an image section (YOLO or COCO data)")
+        elif ts is None:
             if not self.data.target:
                 raise ValueError("data.target is required for tables")
             if self.split.method in ("time", "rolling"):
@@ -221,12 +256,14 @@ class Recipe(_Section):
     # --- derived facts ------------------------------------------------------------------
     @property
     def primary_metric(self) -> str:
-        return self.evaluate.primary_metric or ("rmse" if self.task == "regression" else "f1")
+        return self.evaluate.primary_metric or {"regression": "rmse", "detection": "map50_95"}.get(self.task, "f1")
 
     @property
     def family(self) -> str:
         """Task family: how data is read, windowed and scored."""
-        return "timeseries" if self.timeseries else "tabular"
+        if self.timeseries:
+            return "timeseries"
+        return "image" if self.image else "text" if self.text else "tabular"
 
     @property
     def experiment(self) -> str:

@@ -21,7 +21,7 @@ from kserve.errors import InferenceError, InvalidInput
 from components.bundle import Bundle, load_bundle
 from components.errors import InvalidInputError
 
-from . import metrics
+from . import media, metrics
 from .batching import MicroBatcher
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,14 @@ class BundlePredictor(Model):
     def load(self) -> bool:
         self.bundle = load_bundle(self.model_dir)
         self.series = self.bundle.meta.series  # None for tables
+        self.media = None
+        if self.bundle.meta.family in ("image", "text"):
+            self.media = media.MediaModel(self.bundle, self.timeout_s)
+            self.bundle.predict(media.warmup_records(self.bundle))
+            self.ready = True
+            log.info("loaded %s %s bundle (%s) from %s", self.bundle.meta.family, self.bundle.meta.task,
+                     self.bundle.meta.model_name, self.model_dir)
+            return self.ready
         # Warm up with a typical record so the first request pays no lazy initialisation.
         self.bundle.predict_frame(self._typical_records())
         self.batcher = MicroBatcher(self.bundle.predict_frame, _join, _split, self.max_batch_rows, self.max_wait_ms,
@@ -136,7 +144,30 @@ class BundlePredictor(Model):
             log.exception("prediction failed")
             raise InferenceError(f"prediction failed: {exc}") from None
 
+    async def _predict_media(self, payload):
+        family = self.bundle.meta.family
+        try:
+            items = media.v2_items(payload, family) if isinstance(payload, InferRequest) else media.v1_items(payload)
+            answers, timings = await self.media.answer(items)
+        except InvalidInput:
+            metrics.ERRORS.labels(self.name, "invalid_input").inc()
+            raise
+        except asyncio.TimeoutError:
+            metrics.ERRORS.labels(self.name, "timeout").inc()
+            raise PredictionTimeout(f"the model did not answer within {self.timeout_s:g} s") from None
+        except Exception as exc:
+            metrics.ERRORS.labels(self.name, "model_error").inc()
+            log.exception("prediction failed")
+            raise InferenceError(f"prediction failed: {exc}") from None
+        if isinstance(payload, InferRequest):
+            return InferResponse(model_name=self.name, infer_outputs=self.media.v2_outputs(answers),
+                                 response_id=payload.id or str(uuid.uuid4()),
+                                 parameters={f"{k}_ms": v for k, v in timings.items()})
+        return {"predictions": answers, "timings_ms": timings}
+
     async def predict(self, payload, headers=None, response_headers=None):
+        if self.media is not None:
+            return await self._predict_media(payload)
         try:
             records = self._v2_records(payload) if isinstance(payload, InferRequest) else self._v1_records(payload)
         except InvalidInput:

@@ -26,31 +26,42 @@ class CatalogEntry:
     builder: Callable[..., "Adapter"]
     defaults: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
-    family: str = "tabular"  # what the model reads: "tabular" rows [n, F] or "timeseries" windows [n, C, L]
+    family: str = "tabular"  # what it reads: "tabular" rows [n, F], "timeseries" windows [n, C, L], "image", "text"
+    # What a person choosing a model wants to know (from the model's card; None where not meaningful).
+    params_m: float | None = None        # parameters, millions
+    input_size: int | None = None        # pixels (square) for images, tokens for text
+    batch_size: int | None = None        # a recommended starting point on one GPU
+    learning_rate: float | None = None
 
 
 _CATALOG: dict[str, CatalogEntry] = {}
 
 
 def register_adapter(name: str, *, framework: str, tasks=("regression", "classification"),
-                     description: str = "", defaults: dict[str, Any] | None = None, tags=(), family="tabular"):
-    """Class decorator (or call with a builder) that puts one model in the catalog."""
+                     description: str = "", defaults: dict[str, Any] | None = None, tags=(), family="tabular",
+                     **card):
+    """Class decorator (or call with a builder) that puts one model in the catalog; ``card`` holds
+    params_m, input_size, batch_size, learning_rate."""
     def decorate(builder):
         if name in _CATALOG:
             raise ValueError(f"model {name!r} is already registered")
         _CATALOG[name] = CatalogEntry(name, framework, tuple(tasks), description or (builder.__doc__ or "").strip(),
-                                      builder, dict(defaults or {}), tuple(tags), family)
+                                      builder, dict(defaults or {}), tuple(tags), family, **card)
         return builder
     return decorate
 
 
 def _load_builtin() -> None:
     # Importing the modules registers their entries; torch is imported only when an MLP is fit.
-    from . import ft_transformer, mlp, sequence, sklearn_models  # noqa: F401
+    from . import ft_transformer, hf_models, mlp, sequence, sklearn_models, timm_models, yolo  # noqa: F401
 
 
 def get_entry(name: str) -> CatalogEntry:
     _load_builtin()
+    if name not in _CATALOG and name.startswith("timm:"):
+        from .timm_models import register_timm  # any timm name works; the entry is made on first use
+
+        register_timm(name[len("timm:"):], description=f"timm {name[5:]} (not described in this catalog)")
     if name not in _CATALOG:
         close = difflib.get_close_matches(name, _CATALOG, n=3)
         hint = f"; did you mean {close}?" if close else ""
@@ -92,7 +103,8 @@ def load_adapter(name: str, directory) -> "Adapter":
 
 
 class Adapter:
-    """Shared behaviour; subclasses implement ``check_params``, ``_fit``, ``_predict``, ``save``, ``load``."""
+    """Shared behaviour; subclasses implement ``check_params``, ``_fit``, ``_predict``, ``save``, ``load``.
+    Detection adapters' ``_predict`` returns per image ``{"boxes" [m, 4] xyxy px, "scores", "classes"}``."""
 
     catalog_name: str = ""
     history_: list[dict[str, float]]
@@ -100,10 +112,18 @@ class Adapter:
     def check_params(self) -> None:
         """Raise RecipeError naming the parameter when a value is out of range."""
 
+    # Tables and windows arrive as one float array; images (lists of uint8 [H, W, 3]), texts and
+    # detection targets (per-image box lists) are passed through as they are.
+    array_inputs = True
+
+    def _inputs(self, X):
+        return np.asarray(X, dtype=np.float32) if self.array_inputs else X
+
     def fit(self, X, y, X_val, y_val, train_spec, callback=None) -> "Adapter":
         self.history_ = []
-        self._fit(np.asarray(X, dtype=np.float32), np.asarray(y), np.asarray(X_val, dtype=np.float32),
-                  np.asarray(y_val), train_spec, callback or (lambda state: None))
+        targets = np.asarray if self.array_inputs else (lambda v: v)
+        self._fit(self._inputs(X), targets(y), self._inputs(X_val), targets(y_val), train_spec,
+                  callback or (lambda state: None))
         self.fitted_ = True
         return self
 
@@ -114,7 +134,7 @@ class Adapter:
     def predict_raw(self, X) -> np.ndarray:
         """Regression: values, shape [n]. Classification: class probabilities, shape [n, k]."""
         self._check_fitted()
-        return self._predict(np.asarray(X, dtype=np.float32))
+        return self._predict(self._inputs(X))
 
     def get_params(self) -> dict[str, Any]:
         return dict(self.params)

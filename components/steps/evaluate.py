@@ -40,6 +40,11 @@ def classification_metrics(y_idx: np.ndarray, proba: np.ndarray) -> dict[str, fl
            "recall": m.recall_score(y_idx, pred, average=average, zero_division=0),
            "f1": m.f1_score(y_idx, pred, average=average, zero_division=0),
            "log_loss": m.log_loss(y_idx, np.clip(proba, 1e-12, 1), labels=list(range(k)))}
+    if k > 2:
+        per_class = m.f1_score(y_idx, pred, labels=list(range(k)), average=None, zero_division=0)
+        out.update({f"f1_class_{i}": v for i, v in enumerate(per_class)})
+    if k > 5:
+        out["top5_accuracy"] = m.top_k_accuracy_score(y_idx, proba, k=5, labels=list(range(k)))
     present = onehot.sum(axis=0) > 0
     if present.all():  # AUCs are undefined when a class is missing from the test split
         out["roc_auc"] = m.roc_auc_score(y_idx, proba[:, 1]) if k == 2 else \
@@ -47,6 +52,59 @@ def classification_metrics(y_idx: np.ndarray, proba: np.ndarray) -> dict[str, fl
         out["pr_auc"] = m.average_precision_score(onehot[:, 1], proba[:, 1]) if k == 2 else \
             m.average_precision_score(onehot, proba, average="macro")
     return {key: float(v) for key, v in out.items()}
+
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCO's mAP50-95
+
+
+def match_detections(truth: list[dict], predictions: list[dict], classes: list[str]):
+    """Per predicted box: true positive at each IoU threshold (greedy by IoU, same class, each true
+    box matched once), its score and class; plus every true box's class. What AP needs."""
+    from torchvision.ops import box_iou
+    import torch
+
+    tp, conf, pred_cls, target_cls = [], [], [], []
+    index = {c: i for i, c in enumerate(classes)}
+    for t, p in zip(truth, predictions):
+        t_cls = np.array([index[c] for c in t["labels"]], dtype=int)
+        p_cls = np.array([index[c] for c in p["labels"]], dtype=int)
+        target_cls.append(t_cls)
+        conf.append(np.asarray(p["scores"], dtype=float))
+        pred_cls.append(p_cls)
+        hits = np.zeros((len(p_cls), len(IOU_THRESHOLDS)), dtype=bool)
+        if len(t_cls) and len(p_cls):
+            iou = box_iou(torch.as_tensor(np.asarray(t["boxes"], dtype=np.float32).reshape(-1, 4)),
+                          torch.as_tensor(np.asarray(p["boxes"], dtype=np.float32).reshape(-1, 4))).numpy()
+            iou = iou * (t_cls[:, None] == p_cls[None, :])
+            for k, threshold in enumerate(IOU_THRESHOLDS):
+                gi, pj = np.nonzero(iou >= threshold)
+                order = np.argsort(-iou[gi, pj])
+                gi, pj = gi[order], pj[order]
+                _, first_p = np.unique(pj, return_index=True)  # each prediction once, its best true box
+                gi, pj = gi[first_p], pj[first_p]
+                order = np.argsort(-iou[gi, pj])
+                _, first_g = np.unique(gi[order], return_index=True)  # each true box once
+                hits[pj[order][first_g], k] = True
+        tp.append(hits)
+    return (np.concatenate(tp), np.concatenate(conf), np.concatenate(pred_cls), np.concatenate(target_cls))
+
+
+def detection_metrics(truth: list[dict], predictions: list[dict], classes: list[str]) -> dict[str, float]:
+    """mAP50, mAP50-95, precision and recall (overall and per class), with Ultralytics' AP."""
+    from ..models.yolo import ultralytics_offline
+
+    ultralytics_offline()
+    from ultralytics.utils.metrics import ap_per_class
+
+    tp, conf, pred_cls, target_cls = match_detections(truth, predictions, classes)
+    out = {"map50": 0.0, "map50_95": 0.0, "precision": 0.0, "recall": 0.0}
+    if len(tp) and len(target_cls):
+        _, _, p, r, _, ap, present = ap_per_class(tp, conf, pred_cls, target_cls, names=dict(enumerate(classes)))[:7]
+        out = {"map50": ap[:, 0].mean(), "map50_95": ap.mean(), "precision": p.mean(), "recall": r.mean()}
+        for i, c in enumerate(present):
+            out.update({f"map50_class_{int(c)}": ap[i, 0], f"precision_class_{int(c)}": p[i],
+                        f"recall_class_{int(c)}": r[i]})
+    return {k: float(v) for k, v in out.items()}
 
 
 def check_gate(rules: list[str], metrics: dict[str, float]) -> tuple[str, list[dict]]:
@@ -81,7 +139,11 @@ def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, rep
     with atomic_path(out) as tmp:
         tmp.mkdir()
         images = []
-        if bundle.meta.task == "regression":
+        if bundle.meta.task == "detection":
+            predictions = bundle.predict(records)
+            metrics = detection_metrics(y_raw, predictions, bundle.meta.classes)
+            images.append(plots.detections(records[0], y_raw[0], predictions[0], tmp / "sample_detections.png"))
+        elif bundle.meta.task == "regression":
             y_true, y_pred = np.asarray(y_raw, dtype=float), bundle.predict(records)
             metrics = regression_metrics(y_true, y_pred)
             images += [plots.predicted_vs_actual(y_true, y_pred, tmp / "predicted_vs_actual.png"),

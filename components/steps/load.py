@@ -1,9 +1,10 @@
-"""load: raw files (path, directory or glob; CSV, JSON, Parquet) → one Parquet table."""
+"""load: raw files (path, directory or glob; CSV, JSON, Parquet; an image dataset) → one Parquet table."""
 from __future__ import annotations
 
 import json
 import logging
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -16,7 +17,23 @@ log = logging.getLogger(__name__)
 META_KEY = b"kfp_ml_platform"
 
 
+def _load_images(recipe: Recipe) -> tuple[pd.DataFrame, dict]:
+    import hashlib
+
+    from ..tasks.images import read_dataset
+
+    df, classes, layout = read_dataset(recipe.data.uri, recipe.image.layout)
+    digest = hashlib.sha256()
+    for data in df["image"]:
+        digest.update(data)
+    return df, {"files": df["name"].head(20).tolist(), "data_hash": digest.hexdigest()[:16],
+                "classes": classes, "layout": layout}
+
+
 def load(recipe: Recipe, output_path: str) -> dict:
+    if recipe.family == "image":
+        df, found = _load_images(recipe)
+        return _write(recipe, df, found, output_path)
     paths = expand(recipe.data.uri)
     log.info("reading %d file(s) from %s", len(paths), recipe.data.uri)
     frames = read_frames(paths, recipe.data.format)
@@ -27,8 +44,11 @@ def load(recipe: Recipe, output_path: str) -> dict:
     if recipe.data.sample_rows and recipe.data.sample_rows < len(df):
         df = (df.tail(recipe.data.sample_rows) if recipe.family == "timeseries"  # keep time order
               else df.sample(n=recipe.data.sample_rows, random_state=recipe.split.seed)).reset_index(drop=True)
-    info = {"source": recipe.data.uri, "files": [str(p) for p in paths], "data_hash": content_hash(paths),
-            "rows": len(df), "columns": list(map(str, df.columns))}
+    return _write(recipe, df, {"files": [str(p) for p in paths], "data_hash": content_hash(paths)}, output_path)
+
+
+def _write(recipe: Recipe, df: pd.DataFrame, found: dict, output_path: str) -> dict:
+    info = {"source": recipe.data.uri, **found, "rows": len(df), "columns": list(map(str, df.columns))}
     table = pa.Table.from_pandas(df, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(info).encode()})
     with atomic_path(output_path) as tmp:

@@ -9,6 +9,8 @@ import pandas as pd
 from ..recipe import Recipe
 from ..storage import atomic_path
 from ..tasks.tabular import clean_table, schema_markdown
+from ..tasks.images import clean_images, images_markdown
+from ..tasks.text import clean_text, text_markdown
 from ..tasks.timeseries import clean_series
 from .load import read_info
 
@@ -17,14 +19,21 @@ log = logging.getLogger(__name__)
 
 def preprocess(recipe: Recipe, raw_path: str, clean_path: str, schema_path: str, report_path: str) -> dict:
     info = read_info(raw_path)
-    clean = clean_series if recipe.family == "timeseries" else clean_table
-    df, schema = clean(pd.read_parquet(raw_path), recipe, source=info.get("source", raw_path))
+    source = info.get("source", raw_path)
+    raw = pd.read_parquet(raw_path)
+    if recipe.family == "image":
+        df, schema = clean_images(raw, recipe, info["classes"])
+        schema["layout"] = info.get("layout", "")
+    elif recipe.family == "text":
+        df, schema = clean_text(raw, recipe, source)
+    else:
+        df, schema = (clean_series if recipe.family == "timeseries" else clean_table)(raw, recipe, source=source)
     schema["data_hash"] = info.get("data_hash", "")
     with atomic_path(clean_path) as tmp:
         df.to_parquet(tmp, index=False)
     with atomic_path(schema_path) as tmp:
         tmp.write_text(json.dumps(schema, indent=2))
     with atomic_path(report_path) as tmp:
-        tmp.write_text(schema_markdown(schema))
+        tmp.write_text({"image": images_markdown, "text": text_markdown}.get(recipe.family, schema_markdown)(schema))
     log.info("clean table: %d rows, %d features; %s", schema["n_rows"], len(schema["features"]), schema["rows"])
     return schema

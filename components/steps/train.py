@@ -19,11 +19,23 @@ from ..tasks.tabular import category_cardinalities
 log = logging.getLogger(__name__)
 
 
-def encode_target(y: np.ndarray, meta: BundleMeta) -> np.ndarray:
+def encode_target(y, meta: BundleMeta):
     if meta.task == "regression":
         return ((np.asarray(y, dtype=np.float64) - meta.target_mean) / meta.target_std).astype(np.float32)
     index = {c: i for i, c in enumerate(meta.classes)}
+    if meta.task == "detection":
+        return [{"boxes": t["boxes"], "classes": np.array([index[c] for c in t["labels"]], dtype=np.int64)} for t in y]
     return pd.Series(y).astype(str).map(index).to_numpy(dtype=np.int64)
+
+
+def model_params(recipe: Recipe) -> dict:
+    """The recipe's model params, after the image/text section's settings the model also needs."""
+    section = {}
+    if recipe.image:
+        section = recipe.image.model_dump(exclude={"layout"}, exclude_none=True)
+    elif recipe.text:
+        section = {"max_length": recipe.text.max_length}
+    return {**section, **recipe.model.params}
 
 
 def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, model_path: str,
@@ -31,7 +43,7 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
     schema = read_json(schema_path)
     train_df, val_df = pd.read_parquet(train_path), pd.read_parquet(val_path)
     n_classes = len(schema["classes"] or []) or None
-    adapter = build_adapter(recipe.model.name, recipe.task, n_classes, recipe.model.params, recipe.family)
+    adapter = build_adapter(recipe.model.name, recipe.task, n_classes, model_params(recipe), recipe.family)
     encoding = getattr(adapter, "categorical_encoding", "onehot")
     transform, X_train, y_train, X_val, y_val, extra = family(recipe.family).fit_inputs(
         recipe, schema, train_df, val_df, encoding)
@@ -53,8 +65,8 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
         if progress:
             progress(state)
 
-    log.info("fitting %s on %d samples (input %s), validating on %d",
-             recipe.model.name, len(X_train), tuple(X_train.shape[1:]), len(X_val))
+    log.info("fitting %s on %d samples (input %s), validating on %d", recipe.model.name, len(X_train),
+             tuple(X_train.shape[1:]) if hasattr(X_train, "shape") else type(X_train[0]).__name__, len(X_val))
     adapter.fit(X_train, encode_target(y_train, meta), X_val, encode_target(y_val, meta), recipe.train, on_epoch)
     best = min(adapter.history_, key=lambda h: h["val_loss"])
     metrics = {"best_epoch": float(best["epoch"]), "best_val_loss": float(best["val_loss"]),

@@ -15,6 +15,6 @@ from types import ModuleType
 
 
 def family(name: str) -> ModuleType:
-    from . import tabular, timeseries
+    from . import images, tabular, text, timeseries
 
-    return {"tabular": tabular, "timeseries": timeseries}[name]
+    return {"tabular": tabular, "timeseries": timeseries, "image": images, "text": text}[name]

