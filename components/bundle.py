@@ -172,6 +172,11 @@ class BundlePyfunc(_PythonModel):
     def load_context(self, context) -> None:
         self.bundle = load_bundle(context.artifacts["bundle"])
 
+    def __getstate__(self) -> dict:
+        # MLflow pickles this object after predicting on the input example; the loaded bundle is
+        # rebuilt from the artifacts by load_context, never pickled (a YOLO model holds locks).
+        return {}
+
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return self.bundle.predict_frame(pd.DataFrame(model_input))
 

@@ -43,7 +43,7 @@ def trees(src: Path, out: Path, tile: int = 200) -> None:
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     n = 0
-    for name in ("2019_YELL_2_541000_4977000_image_crop", "OSBS_029"):
+    for name in ("2019_YELL_2_541000_4977000_image_crop", "2019_YELL_2_528000_4978000_image_crop2", "OSBS_029"):
         image = Image.open(src / f"{name}.png").convert("RGB")
         boxes = [[float(o.find("bndbox").find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
                  for o in ET.parse(src / f"{name}.xml").getroot().iter("object")]

@@ -75,6 +75,8 @@ class HFClassifier(Adapter):
             overrides = {k: v for k, v in self.params["config"].items() if k != "model_type"}
             if self.modality == "image" and self.params.get("size"):
                 overrides["image_size"] = self.params["size"]
+            # architectures=[]: the Auto class then takes its default head (transformers 5 iterates over None).
+            overrides.setdefault("architectures", [])
             net = auto.from_config(AutoConfig.for_model(model_type, **overrides, **labels))
         if self.modality == "image":
             self.input_size_ = int(self.params.get("size") or getattr(net.config, "image_size", 224))
@@ -107,7 +109,8 @@ class HFClassifier(Adapter):
 
     # --- fit / predict ---------------------------------------------------------------------
     def _fit(self, X, y, X_val, y_val, spec, callback) -> None:
-        from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, default_data_collator
+        from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments,
+                                  default_data_collator)
 
         from .torch_training import resolve_device, seed_everything
 
@@ -134,13 +137,15 @@ class HFClassifier(Adapter):
                 output_dir=out, num_train_epochs=spec.epochs, per_device_train_batch_size=spec.batch_size,
                 per_device_eval_batch_size=spec.batch_size, learning_rate=spec.learning_rate,
                 weight_decay=spec.weight_decay, eval_strategy="epoch", logging_strategy="epoch",
-                save_strategy="no", report_to="none", seed=spec.seed, use_cpu=device.type != "cuda",
+                save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,  # keep the best epoch
+                metric_for_best_model="eval_loss", greater_is_better=False, report_to="none", seed=spec.seed, use_cpu=device.type != "cuda",
                 fp16=spec.amp and device.type == "cuda", dataloader_num_workers=0, disable_tqdm=True,
                 max_grad_norm=spec.grad_clip or 1.0, remove_unused_columns=False)
             collator = (DataCollatorWithPadding(self.tokenizer_) if self.modality == "text"
                         else default_data_collator)
             trainer = Trainer(model=self.net_, args=args, train_dataset=train_set, eval_dataset=val_set,
                               data_collator=collator, callbacks=[Progress()])
+            trainer.remove_callback(PrinterCallback)  # Progress logs each epoch through logging instead
             trainer.train()
         self.net_.to("cpu").eval()
 

@@ -88,7 +88,7 @@ class ImageClassifier(Adapter):
                     nn.utils.clip_grad_norm_(self.net_.parameters(), spec.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
                 if n % 20 == 0:
                     log.info("epoch %d batch %d/%d loss %.4f", epoch, n, len(batches), float(loss))
             scheduler.step()

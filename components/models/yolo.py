@@ -93,6 +93,8 @@ class YoloAdapter(Adapter):
             history = self.history_ = []
 
             def on_epoch(trainer):
+                if trainer.epoch >= trainer.epochs:  # the final validation of best.pt, not an epoch
+                    return
                 losses = trainer.label_loss_items(trainer.tloss, prefix="train")
                 row = {"epoch": trainer.epoch + 1, "train_loss": float(sum(losses.values())),
                        "val_loss": float(sum(v for k, v in trainer.metrics.items() if k.startswith("val/")))}
@@ -102,11 +104,14 @@ class YoloAdapter(Adapter):
                 callback(row)
 
             model.add_callback("on_fit_epoch_end", on_epoch)
+            # nbs = batch: one optimizer step per batch. Ultralytics accumulates gradients up to 64
+            # images by default, which leaves a small data set a handful of steps in a whole run.
             model.train(data=str(data), epochs=spec.epochs, imgsz=self._imgsz(), batch=spec.batch_size,
-                        lr0=spec.learning_rate, weight_decay=spec.weight_decay, seed=spec.seed,
+                        lr0=spec.learning_rate, nbs=spec.batch_size, weight_decay=spec.weight_decay, seed=spec.seed,
                         deterministic=spec.deterministic, device="cpu" if device.type == "cpu" else 0,
                         amp=spec.amp and device.type == "cuda", workers=0, plots=False, val=True,
                         project=str(tmp / "runs"), name="train", exist_ok=True, verbose=False,
+                        optimizer="AdamW", warmup_epochs=min(3, max(spec.epochs // 10, 1)),
                         fliplr=p.get("hflip", 0.5), mosaic=p.get("mosaic", 1.0), patience=spec.early_stopping_patience,
                         pretrained=bool(p.get("pretrained")))
             best = Path(model.trainer.best)

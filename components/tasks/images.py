@@ -230,7 +230,7 @@ def decode(data: bytes, where: str = "image") -> np.ndarray:
 
     try:
         with Image.open(io.BytesIO(data)) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))  # writable: torch warns on read-only arrays
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidInputError(f"{where} cannot be decoded ({exc}); expected JPEG, PNG, BMP, WebP or TIFF "
                                 "bytes") from None
