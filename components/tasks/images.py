@@ -76,14 +76,14 @@ def detect_layout(root: Path) -> str:
 
 
 def _check_image(path: Path, data: bytes) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.verify()  # catches truncated and corrupt files, not only unknown formats
         with Image.open(io.BytesIO(data)) as img:
             return img.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+    except Exception as exc:  # PIL raises many types; Ultralytics' HEIF hook adds ImportError
         raise DataError(f"image {path} is corrupt or unreadable ({exc}); expected a JPEG, PNG, BMP, WebP or TIFF "
                         "file") from None
 
@@ -226,12 +226,12 @@ def images_markdown(schema: dict[str, Any]) -> str:
 # --- images in and out of the model --------------------------------------------------------
 def decode(data: bytes, where: str = "image") -> np.ndarray:
     """Encoded bytes → RGB uint8 array [H, W, 3]."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as img:
             return np.array(img.convert("RGB"))  # writable: torch warns on read-only arrays
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # PIL raises many types; Ultralytics' HEIF hook adds ImportError
         raise InvalidInputError(f"{where} cannot be decoded ({exc}); expected JPEG, PNG, BMP, WebP or TIFF "
                                 "bytes") from None
 

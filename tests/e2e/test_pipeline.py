@@ -105,3 +105,55 @@ def test_time_series_recipes_end_to_end(recipe_name, overrides, tmp_path, monkey
         assert again["registered"].startswith(f"{name} version 2") and again["sample_answer"] == summary["sample_answer"]
     finally:
         stop_local_server(name)
+
+
+@pytest.mark.parametrize("recipe_name,overrides", [
+    ("digits-timm", ["train.epochs=3", "evaluate.gate=['accuracy >= 0.2']"]),
+    ("digits-vit", ["train.epochs=2", "evaluate.gate=['accuracy >= 0.12']"]),
+    ("debian-minilm", ["train.epochs=2"]),
+    ("trees-yolo", ["train.epochs=2", "image.size=128", "evaluate.gate=['map50 >= 0']"]),
+])
+def test_vision_and_text_recipes_end_to_end(recipe_name, overrides, tmp_path, monkeypatch):
+    """Images and texts through the same DAG, served over V1 and V2, with timings in every answer;
+    a corrupt image gets a 400 and the server keeps answering."""
+    from pipelines.submit import run_local
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("PLATFORM_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))
+    name = f"e2e-{recipe_name}"
+    port = free_port()
+    recipe = Recipe.from_file(ROOT / "pipelines" / "recipes" / f"{recipe_name}.yaml",
+                              [*overrides, f"register.model_name={name}", f"deploy.port={port}"])
+    try:
+        summary = run_local(recipe)
+        assert summary["gate"] == "passed", summary
+        served = json.loads((tmp_path / "home" / "serving" / f"{name}.json").read_text())
+        bundle = load_bundle(served["model_dir"])
+        instances = summary["sample_request"]["instances"]
+        v1 = summary["sample_answer"]
+        assert set(v1["timings_ms"]) == {"preprocess", "inference", "postprocess"}
+        predictions = v1["predictions"]
+        if recipe.task == "detection":
+            expected = bundle.predict(instances)
+            for got, want in zip(predictions, expected):
+                assert got["labels"] == want["labels"]
+                np.testing.assert_allclose(got["boxes"], want["boxes"], atol=0.01)
+        else:
+            assert [p["label"] for p in predictions] == list(bundle.predict(instances))
+            top5 = predictions[0]["top5"]
+            assert len(top5) == min(5, len(bundle.meta.classes)) and top5[0]["label"] == predictions[0]["label"]
+            assert all(a["probability"] >= b["probability"] for a, b in zip(top5, top5[1:]))
+        field = "text" if recipe.family == "text" else "image"
+        v2_body = {"inputs": [{"name": field, "shape": [len(instances)], "datatype": "BYTES",
+                               "data": [i[field] for i in instances]}]}
+        v2 = requests.post(f"http://127.0.0.1:{port}/v2/models/{name}/infer", json=v2_body, timeout=60)
+        assert v2.status_code == 200, v2.text
+        assert {"preprocess_ms", "inference_ms", "postprocess_ms"} <= set(v2.json()["parameters"])
+        bad = {"instances": [{"b64": "bm90IGFuIGltYWdl"}]} if field == "image" else {"instances": [42]}
+        resp = requests.post(summary["served_url"], json=bad, timeout=30)
+        assert resp.status_code == 400 and "instance 0" in resp.json()["error"], resp.text
+        again = requests.post(summary["served_url"], json={"instances": instances}, timeout=60)
+        assert again.status_code == 200
+    finally:
+        stop_local_server(name)
