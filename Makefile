@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# torch 2.13.0 is the CPU wheel this project is developed with; on a CUDA machine set TORCH=torch==<version>.
-TORCH  ?= torch==2.13.0
+# torchvision (timm, Ultralytics) needs a torch built with it: 2.14.1 + 0.29.1 (CUDA builds that also run
+# on a CPU). On another CUDA version, set TORCH="torch==<version> torchvision==<version>".
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
 RECIPE ?= pipelines/recipes/california-housing.yaml
 
 .PHONY: setup run test test-fast bench compile models stop clean
@@ -12,7 +13,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
