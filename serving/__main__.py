@@ -8,22 +8,8 @@ import os
 import kserve
 from kserve import model_server
 
-from . import metrics
+from .guard import RequestGuard
 from .predictor import BundlePredictor, PredictionTimeout
-
-
-def _limit_request_size(max_bytes: int) -> None:
-    """Refuse bodies larger than ``max_bytes`` with 413 before reading them."""
-    from fastapi.responses import JSONResponse
-    from kserve.model_server import app
-
-    @app.middleware("http")
-    async def limit(request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > max_bytes:
-            return JSONResponse(status_code=413, content={
-                "error": f"request body of {int(length):,} bytes exceeds the limit of {max_bytes:,} bytes"})
-        return await call_next(request)
 
 
 def _install_error_handlers() -> None:
@@ -83,8 +69,7 @@ def main() -> None:
                             args.request_timeout_s)
     model.load()
     _install_error_handlers()
-    _limit_request_size(args.max_request_bytes)
-    metrics.install(model_server.app, {args.model_name})
+    model_server.app.add_middleware(RequestGuard, max_bytes=args.max_request_bytes, models={args.model_name})
     kserve.ModelServer(http_port=args.http_port, enable_grpc=False, workers=args.workers).start([model])
 
 

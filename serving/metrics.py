@@ -5,7 +5,6 @@ bad day: requests by status code, end-to-end latency, micro-batch sizes and erro
 """
 from __future__ import annotations
 
-import time
 
 from prometheus_client import Counter, Histogram
 
@@ -30,25 +29,3 @@ def _route(path: str) -> tuple[str, str] | None:
         if parts[0] == "v1" and path.endswith(":predict") or parts[0] == "v2" and parts[-1] == "infer":
             return parts[0], model
     return None
-
-
-def install(app, models: set[str]) -> None:
-    """Count and time every inference request, whatever status it ends with. Names outside
-    ``models`` are counted as "unknown" so that a client cannot grow the label set without bound."""
-
-    @app.middleware("http")
-    async def observe(request, call_next):
-        route = _route(request.url.path)
-        if route is None:
-            return await call_next(request)
-        protocol, model = route
-        model = model if model in models else "unknown"
-        start = time.perf_counter()
-        code = 500
-        try:
-            response = await call_next(request)
-            code = response.status_code
-            return response
-        finally:
-            LATENCY.labels(model, protocol).observe(time.perf_counter() - start)
-            REQUESTS.labels(model, protocol, str(code)).inc()

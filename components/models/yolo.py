@@ -9,7 +9,6 @@ the catalog and build, and train from an Ultralytics ``data.yaml`` of their own 
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os

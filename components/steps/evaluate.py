@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import operator
+import re
 import shutil
 from pathlib import Path
 
@@ -29,7 +30,12 @@ def regression_metrics(y_true, y_pred) -> dict[str, float]:
             "r2": m.r2_score(y_true, y_pred)}
 
 
-def classification_metrics(y_idx: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+def _key(name: str) -> str:
+    """A class name as part of a metric name (MLflow and KFP accept letters, digits, _ - .)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(name))
+
+
+def classification_metrics(y_idx: np.ndarray, proba: np.ndarray, classes: list[str] | None = None) -> dict[str, float]:
     from sklearn import metrics as m
 
     k, pred = proba.shape[1], proba.argmax(axis=1)
@@ -42,7 +48,8 @@ def classification_metrics(y_idx: np.ndarray, proba: np.ndarray) -> dict[str, fl
            "log_loss": m.log_loss(y_idx, np.clip(proba, 1e-12, 1), labels=list(range(k)))}
     if k > 2:
         per_class = m.f1_score(y_idx, pred, labels=list(range(k)), average=None, zero_division=0)
-        out.update({f"f1_class_{i}": v for i, v in enumerate(per_class)})
+        names = classes or [str(i) for i in range(k)]
+        out.update({f"f1_class_{_key(names[i])}": v for i, v in enumerate(per_class)})
     if k > 5:
         out["top5_accuracy"] = m.top_k_accuracy_score(y_idx, proba, k=5, labels=list(range(k)))
     present = onehot.sum(axis=0) > 0
@@ -102,8 +109,9 @@ def detection_metrics(truth: list[dict], predictions: list[dict], classes: list[
         _, _, p, r, _, ap, present = ap_per_class(tp, conf, pred_cls, target_cls, names=dict(enumerate(classes)))[:7]
         out = {"map50": ap[:, 0].mean(), "map50_95": ap.mean(), "precision": p.mean(), "recall": r.mean()}
         for i, c in enumerate(present):
-            out.update({f"map50_class_{int(c)}": ap[i, 0], f"precision_class_{int(c)}": p[i],
-                        f"recall_class_{int(c)}": r[i]})
+            name = _key(classes[int(c)])
+            out.update({f"map50_class_{name}": ap[i, 0], f"precision_class_{name}": p[i],
+                        f"recall_class_{name}": r[i]})
     return {k: float(v) for k, v in out.items()}
 
 
@@ -156,7 +164,7 @@ def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, rep
             classes = bundle.meta.classes
             y_idx = pd.Series(y_raw).astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
             proba = bundle.predict_proba(records)
-            metrics = classification_metrics(y_idx, proba)
+            metrics = classification_metrics(y_idx, proba, classes)
             matrix = confusion_matrix(y_idx, proba.argmax(axis=1), labels=list(range(len(classes))))
             result["confusion_matrix"] = {"classes": classes, "matrix": matrix.tolist()}
             images.append(plots.confusion(matrix, classes, tmp / "confusion_matrix.png"))
