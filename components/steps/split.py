@@ -27,7 +27,8 @@ def split_indices(df: pd.DataFrame, recipe: Recipe) -> tuple[np.ndarray, np.ndar
         inner = next(GroupShuffleSplit(1, test_size=spec.val / (spec.train + spec.val), random_state=spec.seed)
                      .split(rest, groups=groups[rest]))
         return rest[inner[0]], rest[inner[1]], test
-    stratify = df[recipe.data.target or "label"].to_numpy() if spec.method == "stratified" else None
+    column = "label" if recipe.family == "image" else recipe.data.target  # images: the canonical table's label
+    stratify = df[column].to_numpy() if spec.method == "stratified" else None
     if stratify is not None:
         counts = pd.Series(stratify).value_counts()
         if counts.min() < 3:

@@ -69,6 +69,27 @@ def test_default_recipe_end_to_end(mlflow_server, tmp_path, monkeypatch):
         stop_local_server(name)
 
 
+def shipped_recipe(recipe_name: str, overrides: list[str], tmp_path, monkeypatch) -> tuple[Recipe, str]:
+    """A recipe from pipelines/recipes with its own MLflow (sqlite), platform home and free port."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("PLATFORM_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))
+    name = f"e2e-{recipe_name}"
+    recipe = Recipe.from_file(ROOT / "pipelines" / "recipes" / f"{recipe_name}.yaml",
+                              [*overrides, f"register.model_name={name}", f"deploy.port={free_port()}"])
+    return recipe, name
+
+
+def run_and_check_served(recipe: Recipe, tmp_path):
+    """The whole DAG with kfp.local; the gate passed and the served bundle is the registered one."""
+    from pipelines.submit import run_local
+
+    summary = run_local(recipe)
+    assert summary["gate"] == "passed", summary
+    served = json.loads((tmp_path / "home" / "serving" / f"{recipe.registry.model_name}.json").read_text())
+    return summary, load_bundle(served["model_dir"])
+
+
 @pytest.mark.parametrize("recipe_name,overrides", [
     ("co2-weekly", ["train.epochs=4"]),
     ("sunspots-active", ["train.epochs=40", "evaluate.gate=['roc_auc >= 0.6']"]),
@@ -81,17 +102,9 @@ def test_time_series_recipes_end_to_end(recipe_name, overrides, tmp_path, monkey
     caplog.set_level(logging.INFO)
     from pipelines.submit import run_local
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("PLATFORM_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))
-    name = f"e2e-{recipe_name}"
-    recipe = Recipe.from_file(ROOT / "pipelines" / "recipes" / f"{recipe_name}.yaml",
-                              [*overrides, f"register.model_name={name}", f"deploy.port={free_port()}"])
+    recipe, name = shipped_recipe(recipe_name, overrides, tmp_path, monkeypatch)
     try:
-        summary = run_local(recipe)
-        assert summary["gate"] == "passed", summary
-        served = json.loads((tmp_path / "home" / "serving" / f"{name}.json").read_text())
-        bundle = load_bundle(served["model_dir"])
+        summary, bundle = run_and_check_served(recipe, tmp_path)
         windows = summary["sample_request"]["instances"]
         answer = summary["sample_answer"]["predictions"]
         if recipe.task == "regression":
@@ -116,20 +129,10 @@ def test_time_series_recipes_end_to_end(recipe_name, overrides, tmp_path, monkey
 def test_vision_and_text_recipes_end_to_end(recipe_name, overrides, tmp_path, monkeypatch):
     """Images and texts through the same DAG, served over V1 and V2, with timings in every answer;
     a corrupt image gets a 400 and the server keeps answering."""
-    from pipelines.submit import run_local
-
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("PLATFORM_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
-    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))
-    name = f"e2e-{recipe_name}"
-    port = free_port()
-    recipe = Recipe.from_file(ROOT / "pipelines" / "recipes" / f"{recipe_name}.yaml",
-                              [*overrides, f"register.model_name={name}", f"deploy.port={port}"])
+    recipe, name = shipped_recipe(recipe_name, overrides, tmp_path, monkeypatch)
+    port = recipe.deploy.port
     try:
-        summary = run_local(recipe)
-        assert summary["gate"] == "passed", summary
-        served = json.loads((tmp_path / "home" / "serving" / f"{name}.json").read_text())
-        bundle = load_bundle(served["model_dir"])
+        summary, bundle = run_and_check_served(recipe, tmp_path)
         instances = summary["sample_request"]["instances"]
         v1 = summary["sample_answer"]
         assert set(v1["timings_ms"]) == {"preprocess", "inference", "postprocess"}

@@ -31,6 +31,20 @@ def test_load_reads_an_object_a_prefix_and_a_glob(s3_env, tmp_path):
     assert len(info["files"]) == 2
 
 
+def test_image_dataset_from_a_prefix_and_an_archive_in_the_store(s3_env, tmp_path):
+    import shutil
+
+    from components.tasks.images import read_dataset
+
+    upload(DATA / "trees", "s3://raw/trees")
+    archive = shutil.make_archive(str(tmp_path / "digits"), "gztar", DATA, "digits")
+    upload(archive, "s3://raw/digits.tar.gz")
+    trees, classes, layout = read_dataset("s3://raw/trees")
+    assert (layout, classes, len(trees)) == ("yolo", ["tree"], len(list((DATA / "trees" / "images").iterdir())))
+    digits, classes, layout = read_dataset("s3://raw/digits.tar.gz")
+    assert (layout, classes, len(digits)) == ("imagefolder", [str(i) for i in range(10)], 600)
+
+
 def test_missing_objects_and_buckets_are_named(s3_env, tmp_path):
     upload(DATA / "wine.csv", "s3://raw/wine.csv")
     with pytest.raises(DataError, match="nothing found at s3://raw/nope.csv"):

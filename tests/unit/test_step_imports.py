@@ -19,6 +19,10 @@ def test_data_register_and_deploy_steps_run_without_torch(regression_run, tmp_pa
         preprocess.preprocess(r, d + "/raw.parquet", d + "/clean.parquet", d + "/schema.json", d + "/r.md")
         split.split(r, d + "/clean.parquet", d + "/a.parquet", d + "/b.parquet", d + "/c.parquet")
         register.register(r, "{p['model']}", "{p['eval']}", "no-torch")
+        images = make_recipe("classification", name="digits", data={{"uri": "{ROOT}/data/digits"}},
+                             image={{"size": 32}}, model={{"name": "timm:resnet18", "params": {{}}}})
+        load.load(images, d + "/img.parquet")
+        preprocess.preprocess(images, d + "/img.parquet", d + "/iclean.parquet", d + "/ischema.json", d + "/i.md")
         assert "torch" not in sys.modules, "a torch-free step imported torch"
         print("ok")
     """)
