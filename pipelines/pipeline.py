@@ -6,6 +6,7 @@ model name) ready to edit, plus the whole recipe as one JSON parameter.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 from kfp import dsl, kubernetes
@@ -41,7 +42,9 @@ def _local_data_fingerprint(uri: str) -> str | None:
     if is_remote(uri):
         return None
     try:
-        return f"data-{content_hash(expand(uri))}"
+        root = Path(uri)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else expand(uri)  # image folders
+        return f"data-{content_hash(files)}"
     except Exception:  # not readable here (e.g. compiled for a cluster path): plain input caching
         return None
 
