@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -66,7 +67,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=400, help="requests per concurrency level and server")
     parser.add_argument("--model-dir")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="let the servers and this load generator share every core (default: servers on "
+                             "core 0, load generator on core 1, as a load generator on its own machine would be)")
     args = parser.parse_args()
+    pin = args.pin and len(os.sched_getaffinity(0)) >= 2 and shutil.which("taskset")
     import pandas as pd
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,10 +92,12 @@ def main() -> int:
                 [json.dumps({"dataframe_records": [r]}).encode() for r in records]),
         }
         results = {}
+        if pin:
+            os.sched_setaffinity(0, {1})
         for name, (cmd, ready, url, bodies) in servers.items():
             env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # uvicorn
             log = Path(tmp) / f"{len(results)}.log"
-            proc = start_process(cmd, log, env=env)
+            proc = start_process(["taskset", "-c", "0", *cmd] if pin else cmd, log, env=env)
             try:
                 wait_http(ready, proc, 180, log)
                 asyncio.run(load(url, bodies[:20], 4))  # warm-up, not counted
@@ -98,7 +105,8 @@ def main() -> int:
                     results[(name, c)] = asyncio.run(load(url, bodies, c))
             finally:
                 stop_process(proc)
-    print(f"{args.requests} one-row requests per level, one worker each, 127.0.0.1")
+    where = "server pinned to core 0, load generator to core 1" if pin else "server and load generator share the cores"
+    print(f"{args.requests} one-row requests per level, one worker each, 127.0.0.1; {where}")
     print(f"{'server':<26}{'conc':>5}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}{'errors':>8}")
     for (name, c), r in results.items():
         print(f"{name:<26}{c:>5}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['rps']:>9.0f}{r['errors']:>8}")
