@@ -21,7 +21,7 @@ run: setup           ## the default recipe through the whole DAG locally, ending
 	$(BIN)/python pipelines/submit.py --recipe $(RECIPE)
 
 test: setup          ## unit, integration (real local services) and end-to-end tests
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: setup     ## unit tests only
 	$(BIN)/python -m pytest -q tests/unit
