@@ -4,6 +4,7 @@ V1  ``POST /v1/models/<m>:predict``  ``{"instances": [{"col": value, ...}, ...]}
     feature order; for time series one window [C][L] per instance) → ``{"predictions": [...]}``.
 V2  ``POST /v2/models/<m>/infer``    one input per feature column, each of shape [n]; for time
     series one input of shape [n, C, L].
+Images and texts take their own path (``media.py``): one BYTES input, answers with timings.
 Bad requests raise ``InvalidInput`` (HTTP 400) naming what was wrong; the server keeps serving.
 """
 from __future__ import annotations
