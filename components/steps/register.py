@@ -45,6 +45,7 @@ def connect_tracking():
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    os.environ.setdefault("AWS_MAX_ATTEMPTS", "4")  # direct S3 artifact uploads: bounded, with backoff
     client = MlflowClient()
     try:
         client.search_experiments(max_results=1)
@@ -83,13 +84,19 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
                           run_name=f"{recipe.name}-{pipeline_run_id[:12] or 'manual'}", tags=lineage) as run:
         mlflow.log_params(recipe.flat_params())
         mlflow.log_metrics({**metrics, **{f"train_{k}": v for k, v in meta.train_metrics.items()}})
-        mlflow.log_artifacts(eval_dir, "evaluation")
-        mlflow.log_dict(recipe.model_dump(mode="json", by_alias=True), "recipe.json")
-        # The bundle is already a complete pyfunc model (signature, input example): upload it as
-        # it is, so the registered version is byte for byte what evaluate scored.
-        logged = mlflow.initialize_logged_model(name="model", source_run_id=run.info.run_id, tags=lineage,
-                                                experiment_id=experiment_id)
-        client.log_model_artifacts(logged.model_id, str(model_path))
+        try:
+            mlflow.log_artifacts(eval_dir, "evaluation")
+            mlflow.log_dict(recipe.model_dump(mode="json", by_alias=True), "recipe.json")
+            # The bundle is already a complete pyfunc model (signature, input example): upload it as
+            # it is, so the registered version is byte for byte what evaluate scored.
+            logged = mlflow.initialize_logged_model(name="model", source_run_id=run.info.run_id, tags=lineage,
+                                                    experiment_id=experiment_id)
+            client.log_model_artifacts(logged.model_id, str(model_path))
+        except Exception as exc:  # object store down, credentials refused, proxy error: the run ends FAILED
+            raise ConnectionError(
+                f"uploading to MLflow's artifact store ({run.info.artifact_uri}) failed after retries "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); no model version was registered, "
+                "so re-running this step is safe") from None
         mlflow.finalize_logged_model(logged.model_id, "READY")
         registered = mlflow.register_model(f"models:/{logged.model_id}", name,
                                            tags={**lineage, f"metric.{metric}": str(metrics[metric])})

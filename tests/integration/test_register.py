@@ -101,3 +101,25 @@ def test_unreachable_tracking_server_fails_fast_and_clearly(regression_run, monk
     with pytest.raises(ConnectionError, match=r"MLflow tracking server http://127.0.0.1:\d+ is unreachable"):
         register(recipe, p["model"], p["eval"], "run-x")
     assert time.monotonic() - start < 60
+
+
+def test_object_store_down_during_register_is_a_clear_error_and_registers_nothing(regression_run, mlflow_sqlite,
+                                                                                  monkeypatch):
+    """Artifacts go straight to an S3 bucket whose endpoint nothing answers: bounded retries, then
+    one clear error; no model version exists, so the step can be re-run."""
+    import time
+
+    recipe, p = regression_run
+    monkeypatch.setenv("PLATFORM_ARTIFACT_ROOT", "s3://mlflow-artifacts/experiments")
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match=r"uploading to MLflow's artifact store \(s3://mlflow-artifacts/.*"
+                                              r"no model version was registered"):
+        register(recipe, p["model"], p["eval"], "run-s3-down")
+    assert time.monotonic() - start < 120
+    assert MlflowClient().search_model_versions(f"name='{recipe.registry.model_name}'") == []
+    runs = MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()])
+    assert [r.info.status for r in runs] == ["FAILED"]
