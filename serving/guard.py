@@ -1,5 +1,7 @@
 """One pure ASGI middleware in front of KServe's app: refuse oversized bodies (413) before
-reading them, and count and time every inference request whatever status it ends with.
+reading them, answer versioned V2 paths 404 (KServe says 501: not implemented, but one server
+holds one version, so another version is simply not here), and count and time every inference
+request whatever status it ends with.
 
 Pure ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware wraps every
 response in a stream and costs a noticeable share of a one-row prediction.
@@ -23,7 +25,12 @@ class RequestGuard:
         if length.isdigit() and int(length) > self.max_bytes:
             return await _answer(send, 413, f"request body of {int(length):,} bytes exceeds the limit of "
                                             f"{self.max_bytes:,} bytes")
-        route = metrics._route(scope["path"])
+        path = scope["path"]
+        if path.startswith("/v2/models/") and "/versions/" in path:
+            name = path.split("/")[3]
+            return await _answer(send, 404, f"model {name!r} is served without versions here; "
+                                            f"use /v2/models/{name}/infer")
+        route = metrics._route(path)
         if route is None:
             return await self.app(scope, receive, send)
         protocol, model = route

@@ -147,6 +147,8 @@ def test_prometheus_metrics_and_request_size_limit(housing):
     assert requests.post(f"{url}/v1/models/housing:predict", json={"instances": [record]}).status_code == 200
     assert requests.post(f"{url}/v1/models/housing:predict", json={"instances": [{"MedInc": "x"}]}).status_code == 400
     assert requests.post(f"{url}/v1/models/nope:predict", json={"instances": [record]}).status_code == 404
+    versioned = requests.post(f"{url}/v2/models/housing/versions/7/infer", json={"inputs": []})
+    assert versioned.status_code == 404 and "served without versions" in versioned.json()["error"]
     metrics = requests.get(f"{url}/metrics").text
     assert "request_predict_seconds_bucket" in metrics and 'model_name="housing"' in metrics  # KServe's own
     for line in ('kfp_ml_requests_total{code="200",model="housing",protocol="v1"}',
