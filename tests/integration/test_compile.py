@@ -78,3 +78,12 @@ def test_credentials_come_from_secrets_only(tmp_path, monkeypatch):
                                       "AWS_SECRET_ACCESS_KEY": "kfp-ml-platform-s3"}
     assert envs["exec-register-model"]["MLFLOW_TRACKING_URI"] == "kfp-ml-platform-mlflow"
     assert "exec-preprocess-data" not in envs and "exec-split-data" not in envs, "data steps need no credentials"
+
+
+def test_image_recipe_compiles_to_the_same_dag_with_a_content_cache_key(tmp_path):
+    spec, _ = compiled(tmp_path, "--recipe", "pipelines/recipes/trees-yolo.yaml")
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(STEPS) <= set(tasks)
+    assert spec["root"]["inputDefinitions"]["parameters"]["model_name"]["defaultValue"] == "yolo11n"
+    key = tasks["load-data"]["cachingOptions"]
+    assert key.get("enableCache") and key.get("cacheKey", "").startswith("data-"), key
