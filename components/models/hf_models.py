@@ -68,7 +68,7 @@ class HFClassifier(Adapter):
                   "label2id": {str(i): i for i in range(self.n_classes)}}
         source = directory or self._source()
         if source:
-            net = auto.from_pretrained(source, local_files_only=directory is not None or not self.params.get("pretrained"),
+            net = auto.from_pretrained(source, local_files_only=self._local_only(directory),
                                        ignore_mismatched_sizes=directory is None, **labels)
         else:
             model_type = self.params["config"].get("model_type")
@@ -87,15 +87,22 @@ class HFClassifier(Adapter):
 
         # From-config text models share the MiniLM package's BERT-uncased vocabulary.
         return AutoTokenizer.from_pretrained(directory or self._source() or _local_minilm(),
-                                             local_files_only=directory is not None or not self.params.get("pretrained"))
+                                             local_files_only=self._local_only(directory))
+
+    def _local_only(self, directory: str | None) -> bool:
+        """Only a pretrained hub checkpoint may be fetched; a bundle and the shipped MiniLM are local."""
+        return directory is not None or not self.params.get("pretrained")
 
     def _pixel_transform(self, training: bool):
         from torchvision.transforms import v2
 
         size, p = self.input_size_, self.params
         mean, std = [0.5] * 3, [0.5] * 3  # what ViT/DeiT image processors use by default
-        head = ([v2.RandomResizedCrop(size, scale=tuple(p.get("scale", (0.6, 1.0))), antialias=True),
-                 v2.RandomHorizontalFlip(p.get("hflip", 0.5))] if training else [v2.Resize((size, size), antialias=True)])
+        if training:
+            head = [v2.RandomResizedCrop(size, scale=tuple(p.get("scale", (0.6, 1.0))), antialias=True),
+                    v2.RandomHorizontalFlip(p.get("hflip", 0.5))]
+        else:
+            head = [v2.Resize((size, size), antialias=True)]
         return v2.Compose([v2.ToImage(), *head, v2.ToDtype(__import__("torch").float32, scale=True),
                            v2.Normalize(mean, std)])
 
@@ -138,8 +145,8 @@ class HFClassifier(Adapter):
                 per_device_eval_batch_size=spec.batch_size, learning_rate=spec.learning_rate,
                 weight_decay=spec.weight_decay, eval_strategy="epoch", logging_strategy="epoch",
                 save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,  # keep the best epoch
-                metric_for_best_model="eval_loss", greater_is_better=False, report_to="none", seed=spec.seed, use_cpu=device.type != "cuda",
-                fp16=spec.amp and device.type == "cuda", dataloader_num_workers=0, disable_tqdm=True,
+                metric_for_best_model="eval_loss", greater_is_better=False, report_to="none", seed=spec.seed,
+                use_cpu=device.type != "cuda", fp16=spec.amp and device.type == "cuda", dataloader_num_workers=0, disable_tqdm=True,
                 max_grad_norm=spec.grad_clip or 1.0, remove_unused_columns=False)
             collator = (DataCollatorWithPadding(self.tokenizer_) if self.modality == "text"
                         else default_data_collator)
