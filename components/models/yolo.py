@@ -36,8 +36,9 @@ def ultralytics_offline() -> None:
     config_dir = Path(os.environ.get("YOLO_CONFIG_DIR") or platform_home() / "ultralytics")
     font_dir = config_dir / "Ultralytics"
     font_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.update({"YOLO_CONFIG_DIR": str(config_dir), "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "0",
+    os.environ.update({"YOLO_CONFIG_DIR": str(config_dir), "YOLO_AUTOINSTALL": "0",
                        "YOLO_VERBOSE": os.environ.get("YOLO_VERBOSE", "False"), "MLFLOW_DISABLE_TELEMETRY": "true"})
+    os.environ.setdefault("YOLO_OFFLINE", "1")  # YOLO_OFFLINE=0 lets `pretrained: true` download <name>.pt
     if not (font_dir / "Arial.ttf").exists():  # plots label with Arial; matplotlib's DejaVu Sans stands in
         import matplotlib
 
@@ -88,7 +89,7 @@ class YoloAdapter(Adapter):
             tmp = Path(tmp)
             data = (_write_classify(tmp / "data", X, y, X_val, y_val, self.names_) if p["yolo_task"] == "classify"
                     else _write_yolo(tmp / "data", X, y, X_val, y_val, self.names_))
-            model = YOLO(f"{p['arch']}.pt" if p.get("pretrained") else f"{p['arch']}.yaml", task=p["yolo_task"])
+            model = YOLO(self._weights_source(), task=p["yolo_task"])
             history = self.history_ = []
 
             def on_epoch(trainer):
@@ -116,6 +117,23 @@ class YoloAdapter(Adapter):
             best = Path(model.trainer.best)
             self.weights_ = (best if best.exists() else Path(model.trainer.last)).read_bytes()
         self._model = None
+
+    def _weights_source(self) -> str:
+        """``<arch>.yaml`` (random weights), or ``<arch>.pt`` when pretrained and obtainable."""
+        arch = self.params["arch"]
+        if not self.params.get("pretrained"):
+            return f"{arch}.yaml"
+        from ultralytics.utils import SETTINGS
+
+        local = next((str(p) for p in (Path(f"{arch}.pt"), Path(SETTINGS["weights_dir"]) / f"{arch}.pt")
+                      if p.is_file()), None)
+        if local is None and os.environ.get("YOLO_OFFLINE") == "1":
+            from ..recipe import RecipeError
+
+            raise RecipeError(f"image.pretrained: {arch}.pt is not on this machine and downloads are off; put it "
+                              f"in {SETTINGS['weights_dir']}, set YOLO_OFFLINE=0 where there is network, or set "
+                              "image.pretrained: false")
+        return local or f"{arch}.pt"
 
     def _yolo(self):
         if getattr(self, "_model", None) is None:

@@ -99,3 +99,13 @@ def test_yolo_detector_trains_offline_and_keeps_its_weights_in_the_bundle(tmp_pa
     again = load_adapter("yolov8n", tmp_path / "m").predict_raw(images[:2])
     np.testing.assert_allclose(again[0]["boxes"], out[0]["boxes"], atol=1e-3)
     assert not list(tmp_path.glob("**/Arial.ttf.*")), "no font download was tried"
+
+
+def test_pretrained_yolo_without_weights_offline_is_a_clear_error(tmp_path, trees, monkeypatch):
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    images, targets = trees
+    adapter = build_adapter("yolo11s", "detection", 1, {"size": 64, "pretrained": True}, "image")
+    with pytest.raises(RecipeError, match=r"yolo11s\.pt is not on this machine and downloads are off"):
+        adapter.fit(images[:2], targets[:2], images[2:3], targets[2:3], SPEC, None)
