@@ -5,7 +5,7 @@ Models are built from their YAML (``yolo11n.yaml``: random weights) unless ``pre
 which loads ``<name>.pt`` (from the Ultralytics weights directory, or downloaded where network
 is allowed). The trained ``best.pt`` is saved inside the bundle. The platform feeds detection
 (YOLO/COCO data) and classification (ImageFolder) recipes; segment, pose and OBB models are in
-the catalog and build, and train from an Ultralytics ``data.yaml`` of their own kind.
+the catalog and build, but load reads no polygon, keypoint or rotated-box labels yet.
 """
 from __future__ import annotations
 
@@ -204,7 +204,8 @@ def _write_classify(root: Path, X, y, X_val, y_val, names: list[str]) -> Path:
     return root
 
 
-# arch, Ultralytics task, params (M), native input size, batch, lr, tags: from the Ultralytics docs.
+# arch, Ultralytics task, params (M, built from its YAML with the default class count), native input size,
+# batch, lr, tags.
 TASKS = {"detect": "detection", "classify": "classification", "segment": "segmentation", "pose": "pose",
          "obb": "obb"}
 for _arch, _task, _m, _size, _batch, _lr, _tags in [
@@ -215,7 +216,7 @@ for _arch, _task, _m, _size, _batch, _lr, _tags in [
     ("yolo11n-seg", "segment", 2.9, 640, 16, 1e-2, ("fast", "small")),
     ("yolov8n-seg", "segment", 3.4, 640, 16, 1e-2, ("fast",)),
     ("yolo11n-pose", "pose", 2.9, 640, 16, 1e-2, ("fast", "small")),
-    ("yolo11n-cls", "classify", 1.6, 224, 64, 1e-2, ("fast", "small")),
+    ("yolo11n-cls", "classify", 2.8, 224, 64, 1e-2, ("fast", "small")),
     ("yolov8n-cls", "classify", 2.7, 224, 64, 1e-2, ("fast",)),
     ("yolo11n-obb", "obb", 2.7, 1024, 8, 1e-2, ("fast", "aerial")),
 ]:

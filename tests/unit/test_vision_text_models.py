@@ -51,6 +51,21 @@ def test_catalog_cards_match_the_models():
         assert abs(n - entry.params_m) / entry.params_m < 0.05, (arch, n, entry.params_m)
 
 
+def test_ultralytics_cards_match_the_models(tmp_path, monkeypatch):
+    """Every Ultralytics entry builds offline from its YAML with the task and size on its card."""
+    monkeypatch.setenv("PLATFORM_HOME", str(tmp_path))
+    from components.models.yolo import ultralytics_offline
+
+    ultralytics_offline()
+    from ultralytics import YOLO
+
+    for entry in list_models(framework="ultralytics"):
+        model = YOLO(f"{entry.defaults['arch']}.yaml", task=entry.defaults["yolo_task"])
+        n = sum(p.numel() for p in model.model.parameters()) / 1e6
+        assert model.task == entry.defaults["yolo_task"] and abs(n - entry.params_m) / entry.params_m < 0.05, \
+            (entry.name, n, entry.params_m)
+
+
 def test_any_timm_name_works_and_unknown_ones_are_named():
     assert get_entry("timm:resnet26").framework == "timm"  # not described in the catalog, still usable
     with pytest.raises(RecipeError, match="timm does not know 'resnet19'"):
