@@ -30,7 +30,7 @@ class RequestGuard:
             name = path.split("/")[3]
             return await _answer(send, 404, f"model {name!r} is served without versions here; "
                                             f"use /v2/models/{name}/infer")
-        route = metrics._route(path)
+        route = _route(path)
         if route is None:
             return await self.app(scope, receive, send)
         protocol, model = route
@@ -48,6 +48,16 @@ class RequestGuard:
         finally:
             metrics.LATENCY.labels(model, protocol).observe(time.perf_counter() - start)
             metrics.REQUESTS.labels(model, protocol, str(status)).inc()
+
+
+def _route(path: str) -> tuple[str, str] | None:
+    """(protocol, model) for /v1/models/<m>:predict and /v2/models/<m>[/versions/<v>]/infer, else None."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 3 and parts[0] in ("v1", "v2") and parts[1] == "models":
+        model = parts[2].split(":")[0]
+        if parts[0] == "v1" and path.endswith(":predict") or parts[0] == "v2" and parts[-1] == "infer":
+            return parts[0], model
+    return None
 
 
 async def _answer(send, status: int, error: str) -> None:

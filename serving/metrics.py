@@ -19,13 +19,3 @@ BATCH_ROWS = Histogram("kfp_ml_batch_rows", "Rows in one model call", ["model"],
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
 ERRORS = Counter("kfp_ml_prediction_errors", "Failed predictions by kind (invalid_input, model_error, timeout)",
                  ["model", "kind"])
-
-
-def _route(path: str) -> tuple[str, str] | None:
-    """(protocol, model) for /v1/models/<m>:predict and /v2/models/<m>[/versions/<v>]/infer, else None."""
-    parts = path.strip("/").split("/")
-    if len(parts) >= 3 and parts[0] in ("v1", "v2") and parts[1] == "models":
-        model = parts[2].split(":")[0]
-        if parts[0] == "v1" and path.endswith(":predict") or parts[0] == "v2" and parts[-1] == "infer":
-            return parts[0], model
-    return None

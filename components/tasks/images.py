@@ -80,9 +80,9 @@ def _check_image(path: Path, data: bytes) -> tuple[int, int]:
 
     try:
         with Image.open(io.BytesIO(data)) as img:
+            size = img.size
             img.verify()  # catches truncated and corrupt files, not only unknown formats
-        with Image.open(io.BytesIO(data)) as img:
-            return img.size
+        return size
     except Exception as exc:  # PIL raises many types; Ultralytics' HEIF hook adds ImportError
         raise DataError(f"image {path} is corrupt or unreadable ({exc}); expected a JPEG, PNG, BMP, WebP or TIFF "
                         "file") from None
