@@ -1,9 +1,16 @@
 """deploy: serve the registered champion.
 
 ``local``: download the champion version and start (or replace) a KServe model server process
-on a loopback port, then wait until it reports ready. ``kserve``: create or patch the
-InferenceService that serves it on the cluster and wait until it is Ready. Either way the
-InferenceService manifest is written as an artifact.
+on a loopback port, then wait until *that process* answers ready with that version. ``kserve``:
+create or patch the InferenceService that serves it on the cluster and wait until it is Ready.
+Either way the InferenceService manifest is written as an artifact.
+
+A run whose version did not become champion (register gave it ``challenger``) deploys nothing:
+the champion's server or InferenceService is left exactly as it is.
+
+Local server state lives in ``platform_home()/serving/<model>.json`` (pid, port, version,
+model_dir, log); it is written, atomically, only once the new server is ready. A port held by
+anything other than this model's previous server is refused before anything is stopped.
 """
 from __future__ import annotations
 
@@ -11,15 +18,18 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 import yaml
 
+from ..errors import PlatformError
 from ..recipe import Recipe
 from ..settings import platform_home
 from ..storage import atomic_path
@@ -54,7 +64,7 @@ def inference_service(recipe: Recipe, storage_uri: str, version: str) -> dict:
     predictor = {
         "serviceAccountName": spec.service_account,
         "model": {"modelFormat": {"name": "kfp-ml-bundle"}, "runtime": spec.runtime, "storageUri": storage_uri,
-                  "args": [f"--model_name={name}"],
+                  "args": [f"--model_name={name}", f"--model_version={version}"],
                   "resources": {"requests": {"cpu": spec.cpu, "memory": spec.memory},
                                 "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit}}},
     }
@@ -118,21 +128,58 @@ def apply_inference_service(manifest: dict, timeout: float, poll: float = 2.0) -
         time.sleep(poll)
 
 
-def deploy(recipe: Recipe, manifest_path: str | None = None) -> dict:
+class DeployError(PlatformError, RuntimeError):
+    """The new model server could not be started or did not become ready."""
+
+
+class PortInUseError(DeployError):
+    """The recipe's port is held by a process other than this model's previous server."""
+
+
+def _registration(registration: str | dict | None) -> dict | None:
+    if registration is None or registration == "":
+        return None
+    return json.loads(registration) if isinstance(registration, str) else dict(registration)
+
+
+def deploy(recipe: Recipe, manifest_path: str | None = None, registration: str | dict | None = None) -> dict:
+    """Serve the champion. ``registration`` is what register returned (JSON or dict): when the
+    version it registered is not the champion now, nothing is deployed or restarted."""
     name = recipe.registry.model_name
-    version = champion_version(name)
-    log.info("champion of %s is version %s", name, version.version)
-    manifest = inference_service(recipe, storage_uri(name, version.version), version.version)
+    version = str(champion_version(name).version)
+    log.info("champion of %s is version %s", name, version)
+    registered = _registration(registration)
+    if registered is not None and (registered.get("alias") != "champion"
+                                   or str(registered.get("version")) != version):
+        return _leave_champion(recipe, registered, version, manifest_path)
+    manifest = inference_service(recipe, storage_uri(name, version), version)
     if manifest_path:
         with atomic_path(manifest_path) as tmp:
             tmp.write_text(yaml.safe_dump(manifest, sort_keys=False))
     if recipe.deploy.target == "kserve":
         url = apply_inference_service(manifest, recipe.deploy.timeout_s)
-        return {"target": "kserve", "version": version.version, "manifest": manifest,
+        return {"target": "kserve", "version": version, "manifest": manifest, "deployed": True,
                 "url": f"{url.rstrip('/')}/v1/models/{name}:predict"}
-    model_dir = fetch_version(name, version.version)
-    url = start_local_server(name, model_dir, recipe.deploy.port)
-    return {"target": "local", "version": version.version, "url": url, "model_dir": str(model_dir)}
+    model_dir = fetch_version(name, version)
+    url = start_local_server(name, model_dir, recipe.deploy.port, version=version)
+    return {"target": "local", "version": version, "url": url, "model_dir": str(model_dir), "deployed": True}
+
+
+def _leave_champion(recipe: Recipe, registered: dict, champion: str, manifest_path: str | None) -> dict:
+    """A version that is not the champion: no server is started, stopped or patched."""
+    name = recipe.registry.model_name
+    why = (f"{name} version {registered.get('version')} was registered as {registered.get('alias') or 'no alias'}, "
+           f"not champion (the champion is version {champion}); deploy changes nothing and the champion's "
+           f"{'InferenceService' if recipe.deploy.target == 'kserve' else 'server'} keeps serving")
+    log.info("%s", why)
+    if manifest_path:  # the step's manifest artifact says why there is no manifest
+        with atomic_path(manifest_path) as tmp:
+            tmp.write_text(f"# not deployed: {why}\n")
+    url = ""
+    state = read_state(name)
+    if recipe.deploy.target == "local" and state and _is_model_server(state.get("pid"), name):
+        url = f"http://127.0.0.1:{state['port']}/v1/models/{name}:predict"
+    return {"target": recipe.deploy.target, "version": champion, "url": url, "deployed": False, "reason": why}
 
 
 def fetch_version(name: str, version: str) -> Path:
@@ -147,54 +194,303 @@ def fetch_version(name: str, version: str) -> Path:
     return dest
 
 
-def _ready(url: str) -> bool:
+# ---- local model server processes -------------------------------------------------------------
+
+def _state_file(name: str) -> Path:
+    return platform_home() / "serving" / f"{name}.json"
+
+
+def read_state(name: str) -> dict | None:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
+        state = json.loads(_state_file(name).read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and isinstance(state.get("pid"), int) else None
+
+
+def _write_state(name: str, state: dict) -> None:
+    path = _state_file(name)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)  # readers see the old state or the new one, never half of one
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _describe(pid: int) -> str:
+    args = " ".join(a for a in _cmdline(pid) if a)
+    return f"pid {pid} ({args[:120]})" if args else f"pid {pid}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our child that exited
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not serving
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_model_server(pid, name: str) -> bool:
+    """Whether ``pid`` is alive and is ``python -m serving`` for model ``name`` (not a reused pid)."""
+    if not isinstance(pid, int) or pid <= 0 or not _alive(pid):
+        return False
+    args = _cmdline(pid)
+    try:
+        return args[args.index("-m") + 1] == "serving" and args[args.index("--model_name") + 1] == name
+    except (ValueError, IndexError):
+        return False
+
+
+def _port_free(port: int) -> bool:
+    """Whether a server could bind ``port`` on 127.0.0.1 now (a listener on 0.0.0.0 or [::] also holds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _listening_inodes(port: int) -> set[str] | None:
+    """Socket inodes listening on ``port`` on any address; None where /proc/net cannot tell."""
+    inodes, readable = set(), False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        readable = True
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes if readable else None
+
+
+def _port_holders(port: int) -> set[int] | None:
+    """Pids with a socket listening on ``port``; None where that cannot be found out. An empty set
+    with a listener present means the holder is a process this user cannot inspect."""
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return None
+    targets, pids = {f"socket:[{i}]" for i in inodes}, set()
+    if not targets:
+        return pids
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in targets for fd in (proc / "fd").iterdir()):
+                pids.add(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _in_group(pid: int, leader: int) -> bool:
+    """``pid`` is ``leader`` or one of its workers (the server runs in its own session)."""
+    try:
+        return pid == leader or os.getpgid(pid) == leader
     except OSError:
         return False
 
 
-def stop_local_server(name: str) -> None:
-    state_file = platform_home() / "serving" / f"{name}.json"
-    if not state_file.is_file():
-        return
-    pid = json.loads(state_file.read_text())["pid"]
+def _port_in_use(port: int) -> bool:
+    return not _port_free(port) or bool(_listening_inodes(port))
+
+
+def _stop_pid(pid: int, name: str, wait: float = 10.0) -> None:
+    if not _is_model_server(pid, name):
+        return  # gone, or the pid was reused by something else: nothing of ours to stop
     try:
-        if "serving" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
-            raise ProcessLookupError  # the pid was reused by something else: nothing of ours to stop
-
         os.killpg(pid, signal.SIGTERM)
-        for _ in range(100):
-            os.kill(pid, 0)
+        deadline = time.monotonic() + wait
+        while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, FileNotFoundError):
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+            while _alive(pid) and time.monotonic() < deadline + 5:
+                time.sleep(0.1)
+    except ProcessLookupError:
         pass
-    state_file.unlink(missing_ok=True)
 
 
-def start_local_server(name: str, model_dir: Path, port: int, timeout: float = 120) -> str:
-    """Replace the model's server process with one for ``model_dir``; return its predict URL."""
-    stop_local_server(name)
-    state_dir = platform_home() / "serving"
-    log_path = state_dir / f"{name}.log"
+def stop_local_server(name: str) -> None:
+    state = read_state(name)
+    if state is None:
+        _state_file(name).unlink(missing_ok=True)
+        return
+    _stop_pid(state["pid"], name)
+    _state_file(name).unlink(missing_ok=True)
+
+
+def _launch(name: str, model_dir: Path, port: int, version: str | None, log_path: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "serving", "--model_dir", str(model_dir), "--model_name", name,
            "--http_port", str(port)]
+    if version:
+        cmd.append(f"--model_version={version}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
+        log_file.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name} version {version or '?'} "
+                       f"on port {port}\n".encode())
+        log_file.flush()
+        return subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
                                 start_new_session=True)  # outlives this step's process
-    (state_dir / f"{name}.json").write_text(json.dumps({"pid": proc.pid, "port": port, "model_dir": str(model_dir)}))
-    ready_url = f"http://127.0.0.1:{port}/v2/models/{name}/ready"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+
+def _http(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+    except OSError:
+        return 0, b""
+
+
+def _log_tail(log_path: Path, offset: int, lines: int = 25) -> str:
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.strip().splitlines()[-lines:]) or "(empty log)"
+
+
+def _wait_ready(proc: subprocess.Popen, name: str, version: str | None, port: int, timeout: float,
+                log_path: Path, log_offset: int) -> None:
+    """Until the process just started answers on ``port``: alive, holding the port, V2 health ready,
+    and V2 metadata naming ``version``. Another server answering on the port does not count."""
+    base = f"http://127.0.0.1:{port}"
+    deadline, seen = time.monotonic() + timeout, "no answer"
+    while True:
         if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"model server for {name} exited with code {proc.returncode}; log {log_path}:\n{tail}")
-        if _ready(ready_url):
-            log.info("model server for %s ready on port %d (pid %d, log %s)", name, port, proc.pid, log_path)
-            return f"http://127.0.0.1:{port}/v1/models/{name}:predict"
+            raise DeployError(f"the model server for {name} version {version or '?'} exited with code "
+                              f"{proc.returncode} before it was ready on port {port}; last lines of {log_path}:\n"
+                              f"{_log_tail(log_path, log_offset)}")
+        status, body = _http(f"{base}/v2/models/{name}")
+        if status == 200:
+            try:
+                served = [str(v) for v in json.loads(body).get("versions") or []]
+            except (ValueError, AttributeError):
+                served = []
+            holders = _port_holders(port)
+            if version and version not in served:
+                seen = f"port {port} answers for versions {served or 'unknown'}, not {version}"
+            elif holders is not None and not any(_in_group(p, proc.pid) for p in holders):
+                seen = (f"port {port} is answered by {', '.join(map(_describe, sorted(holders))) or 'another user'}"
+                        f", not by the new server (pid {proc.pid})")
+            elif _http(f"{base}/v2/health/ready")[0] == 200 and proc.poll() is None:
+                return
+            else:
+                seen = "V2 health not ready yet"
+        if time.monotonic() > deadline:
+            raise DeployError(f"the model server for {name} version {version or '?'} (pid {proc.pid}) was not ready "
+                              f"on port {port} within {timeout:.0f}s ({seen}); last lines of {log_path}:\n"
+                              f"{_log_tail(log_path, log_offset)}")
         time.sleep(0.5)
-    stop_local_server(name)
-    raise TimeoutError(f"model server for {name} was not ready within {timeout:.0f}s; see {log_path}")
+
+
+def _start(name: str, model_dir: Path, port: int, version: str | None, timeout: float) -> dict:
+    """Start a server and wait for it; on failure stop it and raise. Returns its state record."""
+    log_path = platform_home() / "serving" / f"{name}.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    proc = _launch(name, model_dir, port, version, log_path)
+    try:
+        _wait_ready(proc, name, version, port, timeout, log_path, offset)
+    except BaseException:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+        raise
+    return {"pid": proc.pid, "port": port, "version": version or "", "model_dir": str(model_dir),
+            "log": str(log_path), "started": time.time()}
+
+
+def _wait_port_free(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _port_in_use(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def start_local_server(name: str, model_dir: Path, port: int, timeout: float = 120, version: str | None = None) -> str:
+    """Serve ``model_dir`` (registered ``version``) on 127.0.0.1:``port``; return its predict URL.
+
+    * The port held by this model's previous server (the pid in the state file, alive, and that
+      model's server): it is stopped, then the new one started; if the new one fails, the previous
+      one is started again. On another port, the new one starts first and the previous one is
+      stopped only once the new one is ready.
+    * The port held by anything else: ``PortInUseError`` before anything is stopped.
+    * The state file changes only once the new server is ready.
+    """
+    (platform_home() / "serving").mkdir(parents=True, exist_ok=True)
+    previous = read_state(name)
+    if previous is not None and not _is_model_server(previous["pid"], name):
+        log.info("state file of %s names pid %s, which is not its server any more", name, previous["pid"])
+        previous = None
+    in_place = previous is not None and previous.get("port") == port
+    if _port_in_use(port):
+        holders = _port_holders(port)
+        ours = in_place and (holders is None or (holders and all(_in_group(p, previous["pid"]) for p in holders)))
+        if not ours:
+            holder = ("a process this user cannot inspect" if holders == set() else "an unknown process"
+                      if holders is None else ", ".join(_describe(p) for p in sorted(holders)))
+            raise PortInUseError(
+                f"port {port} on 127.0.0.1 is already in use by {holder}, which is not the {name} model server "
+                f"this platform started; nothing was stopped — set deploy.port to a free port or stop that process")
+    if previous is None:
+        _state_file(name).unlink(missing_ok=True)  # a stale record of a server that is gone
+
+    if in_place:
+        log.info("replacing the %s server on port %d (pid %d, version %s)", name, port, previous["pid"],
+                 previous.get("version") or "?")
+        _stop_pid(previous["pid"], name)
+        _state_file(name).unlink(missing_ok=True)  # nothing claims a server while none is up
+        _wait_port_free(port)
+    try:
+        state = _start(name, model_dir, port, version, timeout)
+    except DeployError as exc:
+        if not in_place:
+            raise DeployError(f"{exc}\nnothing was stopped: "
+                              + (f"the previous {name} server (pid {previous['pid']}, port {previous['port']}) "
+                                 "keeps serving" if previous else f"no {name} server was running")) from None
+        raise DeployError(f"{exc}\n{_restore(name, previous, timeout)}") from None
+    _write_state(name, state)
+    if previous is not None and not in_place:
+        _stop_pid(previous["pid"], name)  # only now that the new one serves
+        log.info("stopped the previous %s server on port %d (pid %d)", name, previous["port"], previous["pid"])
+    log.info("model server for %s version %s ready on port %d (pid %d, log %s)", name, version or "?", port,
+             state["pid"], state["log"])
+    return f"http://127.0.0.1:{port}/v1/models/{name}:predict"
+
+
+def _restore(name: str, previous: dict, timeout: float) -> str:
+    """Start the server that was replaced again, so a failed deploy does not leave the model unserved."""
+    try:
+        _wait_port_free(previous["port"])
+        state = _start(name, Path(previous["model_dir"]), previous["port"], previous.get("version") or None, timeout)
+    except (DeployError, OSError, KeyError) as exc:
+        return (f"the previous {name} server (version {previous.get('version') or '?'}) could not be started again "
+                f"({str(exc).splitlines()[0]}); nothing serves {name} on port {previous.get('port')} now")
+    _write_state(name, state)
+    return (f"the previous {name} server (version {state['version'] or '?'}) was started again on port "
+            f"{state['port']} (pid {state['pid']}) and keeps serving")
