@@ -105,7 +105,7 @@ def deploy_model(recipe_json: str, registration: str, manifest: Output[Artifact]
     from components.steps.deploy import deploy
 
     step_logging()
-    result = deploy(Recipe.from_json(recipe_json), manifest.path)
+    result = deploy(Recipe.from_json(recipe_json), manifest.path, registration=registration)
     manifest.metadata.update({"url": result["url"], "version": result["version"], "after": registration})
     return result["url"]
 

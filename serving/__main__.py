@@ -63,7 +63,13 @@ def main() -> None:
                         help="Larger request bodies are refused with 413.")
     parser.add_argument("--log_level", default=os.environ.get("LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--model_version", default=os.environ.get("MODEL_VERSION", ""),
+                        help="The registered version served; reported in V2 model metadata (`versions`).")
     args, _ = parser.parse_known_args()
+    if args.model_version:
+        from .version import report_version
+
+        report_version(args.model_version)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     model = BundlePredictor(args.model_name, _local_model_dir(args.model_dir), args.max_batch_rows, args.max_batch_wait_ms,
                             args.request_timeout_s)
