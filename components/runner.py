@@ -1,12 +1,24 @@
-"""What every KFP component body calls first: logging, and the recipe resolved from its knobs."""
+"""What every KFP component body calls first: logging, and the recipe as the step may see it.
+
+Caching is by a step's inputs, so a step must receive only the recipe sections it reads: then a
+change to ``train.epochs`` re-runs train and what follows, and load, preprocess and split come
+from the cache. ``recipe_views`` cuts the resolved recipe into one JSON view per step;
+``Recipe``-like objects rebuilt from a view raise if the step reads a section it did not declare,
+so a missing declaration fails loudly in tests instead of silently reusing a stale result.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
 from pathlib import Path
+from typing import Annotated, Any, get_args
 
-from .recipe import Recipe
+from pydantic import BaseModel, PrivateAttr, TypeAdapter
+from pydantic.fields import FieldInfo
+
+from .recipe import Recipe, RecipeError
 
 # Run-form knob → recipe field. The knobs win over the recipe JSON they sit beside.
 KNOBS = {
@@ -17,6 +29,22 @@ KNOBS = {
     "learning_rate": "train.learning_rate",
     "registered_model_name": "register.model_name",
 }
+
+# Every view carries these: the task and the family section decide how each step reads its data.
+ALWAYS = ("task", "timeseries", "image", "text")
+# What each step reads, beyond ALWAYS: a section, or one field of it (`section.field`). Names are the
+# Recipe's attribute names (`registry` is spelled `register` in recipe files).
+STEP_SECTIONS: dict[str, tuple[str, ...]] = {
+    "load": ("data",),                      # + split when data.sample_rows (its seed draws the sample)
+    "preprocess": ("data", "preprocess", "split.group_column"),  # the group column is kept out of the features
+    "split": ("data", "split"),
+    "train": ("data", "preprocess", "model", "train"),
+    "evaluate": ("name", "evaluate"),
+    "deploy": ("deploy", "registry"),
+}
+
+
+STEP_VIEWS = ("load", "preprocess", "split", "train", "evaluate", "register", "deploy")
 
 
 def step_logging() -> None:
@@ -31,6 +59,91 @@ def resolve_recipe(recipe_json: str, **knobs) -> Recipe:
     recipe = Recipe.from_json(recipe_json)
     overrides = [f"{KNOBS[k]}={v}" for k, v in knobs.items() if v not in (None, "")]
     return Recipe.parse(recipe.model_dump(mode="json", by_alias=True), overrides) if overrides else recipe
+
+
+def sections_of(step: str, recipe: Recipe | None) -> tuple[str, ...]:
+    if step == "register":  # logs the whole recipe as run params; never cached
+        return tuple(Recipe.model_fields)
+    extra = ("split.seed",) if step == "load" and recipe is not None and recipe.data.sample_rows else ()
+    return ALWAYS + STEP_SECTIONS[step] + extra
+
+
+def recipe_views(recipe: Recipe) -> dict[str, str]:
+    """Step name → the JSON of the recipe parts that step reads (canonical: sorted keys)."""
+    full = recipe.model_dump(mode="json")  # attribute names (`registry`), not aliases
+    views = {}
+    for step in STEP_VIEWS:
+        view: dict[str, Any] = {}
+        for part in sections_of(step, recipe):
+            section, _, field = part.partition(".")
+            if field:
+                view.setdefault(section, {})[field] = full[section][field]
+            else:
+                view[section] = full[section]
+        views[step] = json.dumps(view, sort_keys=True)
+    return views
+
+
+class Withheld:
+    """Stands in for a recipe section a step did not declare; any use of it is a bug."""
+
+    def __init__(self, section: str, step: str):
+        object.__setattr__(self, "_what", (section, step))
+
+    def _refuse(self, *_: Any, **__: Any):
+        section, step = object.__getattribute__(self, "_what")
+        raise RecipeError(f"step {step!r} reads recipe section {section!r}, which its view does not carry; "
+                          f"add it to STEP_SECTIONS[{step!r}] in components/runner.py")
+
+    __getattr__ = __str__ = __format__ = __bool__ = __iter__ = __eq__ = __hash__ = __len__ = _refuse
+
+
+class RecipeView(Recipe):
+    """A step's view of the recipe; ``hash()`` is the hash of what the step sees."""
+    _view_hash: str = PrivateAttr("")
+
+    def hash(self) -> str:
+        return self._view_hash
+
+
+class PartialSection:
+    """Some fields of a section (those a step declared); reading another one is a bug."""
+
+    def __init__(self, section: str, step: str, values: dict[str, Any]):
+        self.__dict__.update(values, _what=(section, step))
+
+    def __getattr__(self, field: str):
+        section, step = self.__dict__["_what"]
+        return Withheld(f"{section}.{field}", step)._refuse()
+
+
+def recipe_for_step(view_json: str, step: str) -> Recipe:
+    """A Recipe rebuilt from a step's view: what it declared validated, everything else ``Withheld``."""
+    view = json.loads(view_json)
+    if step == "register":  # the whole recipe
+        return Recipe.model_validate(view)
+    declared = sections_of(step, None)
+    values: dict[str, Any] = {}
+    for name, field in Recipe.model_fields.items():
+        section = next((a for a in (field.annotation, *get_args(field.annotation))
+                        if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if name not in view:
+            values[name] = Withheld(name, step)
+        elif section is None or view[name] is None:
+            values[name] = view[name]
+        elif name in declared:
+            values[name] = section.model_validate(view[name])
+        else:  # some fields of the section: each validated alone, the rest withheld
+            values[name] = PartialSection(name, step, {f: _validated(section.model_fields[f], v)
+                                                       for f, v in view[name].items()})
+    recipe = RecipeView.model_construct(**values)
+    recipe._view_hash = hashlib.sha256(view_json.encode()).hexdigest()[:16]
+    return recipe
+
+
+def _validated(field: FieldInfo, value: Any) -> Any:
+    annotation = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+    return TypeAdapter(annotation).validate_python(value)
 
 
 def write_metadata_file(*artifacts) -> None:

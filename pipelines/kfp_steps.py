@@ -5,46 +5,60 @@ image registry and tag are chosen when compiling, not when this module is import
 ``install_kfp_package=False`` because every step image already holds kfp.
 """
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 from pipelines.images import image_for
 
 
-def load_data(recipe_json: str, data_uri: str, target: str, model_name: str, epochs: int,
-              learning_rate: float, registered_model_name: str, raw: Output[Dataset]) -> str:
-    """Read the recipe's data into one Parquet table; return the recipe with the run's knobs applied."""
-    from components.runner import resolve_recipe, step_logging
+def resolve_recipe(recipe_json: str, data_uri: str, target: str, model_name: str, epochs: int, learning_rate: float,
+                   registered_model_name: str) -> NamedTuple("Views", [("load", str), ("preprocess", str),
+                                                                          ("split", str), ("train", str),
+                                                                          ("evaluate", str), ("register", str),
+                                                                          ("deploy", str)]):
+    """Apply the run form's knobs to the recipe and cut it into one view per step (what each step reads)."""
+    from collections import namedtuple
+
+    from components.runner import STEP_VIEWS, recipe_views, resolve_recipe as resolve, step_logging
+
+    step_logging()
+    recipe = resolve(recipe_json, data_uri=data_uri, target=target, model_name=model_name, epochs=epochs,
+                     learning_rate=learning_rate, registered_model_name=registered_model_name)
+    views = recipe_views(recipe)
+    return namedtuple("Views", STEP_VIEWS)(**views)
+
+
+def load_data(recipe_json: str, data_fingerprint: str, raw: Output[Dataset]):
+    """Read the recipe's data into one Parquet table. ``data_fingerprint`` (a hash of local data
+    files, empty for remote data) is an input only so that editing a file in place re-runs load."""
+    from components.runner import recipe_for_step, step_logging
     from components.steps.load import load
 
     step_logging()
-    recipe = resolve_recipe(recipe_json, data_uri=data_uri, target=target, model_name=model_name, epochs=epochs,
-                            learning_rate=learning_rate, registered_model_name=registered_model_name)
-    raw.metadata.update(load(recipe, raw.path))
-    return recipe.to_json()
+    raw.metadata.update(load(recipe_for_step(recipe_json, "load"), raw.path))
 
 
 def preprocess_data(recipe_json: str, raw: Input[Dataset], clean: Output[Dataset], schema: Output[Artifact],
                     report: Output[Markdown]):
     """Stateless cleaning and schema inference, with a data report."""
-    from components.recipe import Recipe
-    from components.runner import step_logging
+    from components.runner import recipe_for_step, step_logging
     from components.steps.preprocess import preprocess
 
     step_logging()
-    result = preprocess(Recipe.from_json(recipe_json), raw.path, clean.path, schema.path, report.path)
+    result = preprocess(recipe_for_step(recipe_json, "preprocess"), raw.path, clean.path, schema.path, report.path)
     clean.metadata.update({"rows": result["n_rows"], "features": len(result["features"])})
 
 
 def split_data(recipe_json: str, clean: Input[Dataset], train: Output[Dataset], val: Output[Dataset],
                test: Output[Dataset]):
     """Train / validation / test split."""
-    from components.recipe import Recipe
-    from components.runner import step_logging
+    from components.runner import recipe_for_step, step_logging
     from components.steps.split import split
 
     step_logging()
-    sizes = split(Recipe.from_json(recipe_json), clean.path, train.path, val.path, test.path)
+    sizes = split(recipe_for_step(recipe_json, "split"), clean.path, train.path, val.path, test.path)
     for part, artifact in (("train", train), ("val", val), ("test", test)):
         artifact.metadata["rows"] = sizes[part]
 
@@ -52,12 +66,11 @@ def split_data(recipe_json: str, clean: Input[Dataset], train: Output[Dataset], 
 def train_model(recipe_json: str, train: Input[Dataset], val: Input[Dataset], schema: Input[Artifact],
                 model: Output[Model], metrics: Output[Metrics], learning_curve: Output[HTML]):
     """Fit the feature transform and the model on the train split; write the model bundle."""
-    from components.recipe import Recipe
-    from components.runner import step_logging, write_metadata_file
+    from components.runner import recipe_for_step, step_logging, write_metadata_file
     from components.steps.train import train as run_train
 
     step_logging()
-    recipe = Recipe.from_json(recipe_json)
+    recipe = recipe_for_step(recipe_json, "train")
     for name, value in run_train(recipe, train.path, val.path, schema.path, model.path, learning_curve.path).items():
         metrics.log_metric(name, value)
     write_metadata_file(metrics)
@@ -68,12 +81,11 @@ def evaluate_model(recipe_json: str, model: Input[Model], test: Input[Dataset], 
                    classification_metrics: Output[ClassificationMetrics], evaluation: Output[Artifact],
                    report: Output[HTML]) -> str:
     """Test metrics, plots and the gate verdict ('passed' or 'failed')."""
-    from components.recipe import Recipe
-    from components.runner import step_logging, write_metadata_file
+    from components.runner import recipe_for_step, step_logging, write_metadata_file
     from components.steps.evaluate import evaluate
 
     step_logging()
-    result = evaluate(Recipe.from_json(recipe_json), model.path, test.path, evaluation.path, report.path)
+    result = evaluate(recipe_for_step(recipe_json, "evaluate"), model.path, test.path, evaluation.path, report.path)
     for name, value in result["metrics"].items():
         metrics.log_metric(name, value)
     if "confusion_matrix" in result:
@@ -90,27 +102,25 @@ def register_model(recipe_json: str, model: Input[Model], evaluation: Input[Arti
     """Log and register the bundle in MLflow; alias champion or challenger. Returns the version as JSON."""
     import json
 
-    from components.recipe import Recipe
-    from components.runner import step_logging
+    from components.runner import recipe_for_step, step_logging
     from components.steps.register import register
 
     step_logging()
-    return json.dumps(register(Recipe.from_json(recipe_json), model.path, evaluation.path, pipeline_run_id))
+    return json.dumps(register(recipe_for_step(recipe_json, "register"), model.path, evaluation.path, pipeline_run_id))
 
 
 def deploy_model(recipe_json: str, registration: str, manifest: Output[Artifact]) -> str:
     """Serve the champion: a local model server, or the InferenceService manifest for a cluster."""
-    from components.recipe import Recipe
-    from components.runner import step_logging
+    from components.runner import recipe_for_step, step_logging
     from components.steps.deploy import deploy
 
     step_logging()
-    result = deploy(Recipe.from_json(recipe_json), manifest.path, registration=registration)
+    result = deploy(recipe_for_step(recipe_json, "deploy"), manifest.path, registration=registration)
     manifest.metadata.update({"url": result["url"], "version": result["version"], "after": registration})
     return result["url"]
 
 
-STEP_IMAGES = {load_data: "data", preprocess_data: "data", split_data: "data", train_model: "train",
+STEP_IMAGES = {resolve_recipe: "data", load_data: "data", preprocess_data: "data", split_data: "data", train_model: "train",
                evaluate_model: "train", register_model: "registry", deploy_model: "deploy"}
 
 

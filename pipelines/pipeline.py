@@ -63,26 +63,27 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
         registered_model_name: str = recipe.registry.model_name,
         recipe_json: str = recipe.to_json(),
     ):
-        load = steps.load_data(recipe_json=recipe_json, data_uri=data_uri, target=target, model_name=model_name,
-                               epochs=epochs, learning_rate=learning_rate,
-                               registered_model_name=registered_model_name).set_display_name("load")
-        # Cached by its inputs like every step; a local data file is also keyed by its content,
-        # so editing the file in place re-runs the pipeline from load.
-        load.set_caching_options(True, cache_key=_local_data_fingerprint(recipe.data.uri))
-        resolved = load.outputs["Output"]
-        prep = steps.preprocess_data(recipe_json=resolved, raw=load.outputs["raw"]).set_display_name("preprocess")
-        parts = steps.split_data(recipe_json=resolved, clean=prep.outputs["clean"]).set_display_name("split")
-        train = steps.train_model(recipe_json=resolved, train=parts.outputs["train"], val=parts.outputs["val"],
+        views = steps.resolve_recipe(recipe_json=recipe_json, data_uri=data_uri, target=target,
+                                     model_name=model_name, epochs=epochs, learning_rate=learning_rate,
+                                     registered_model_name=registered_model_name).set_display_name("resolve")
+        view = views.outputs  # step → the recipe sections it reads: a step re-runs only when those change
+        # Local data is also keyed by its content (an ordinary input, never a custom cache key:
+        # a custom key makes KFP ignore every other input), so editing a file in place re-runs load.
+        load = steps.load_data(recipe_json=view["load"],
+                               data_fingerprint=_local_data_fingerprint(recipe.data.uri) or "").set_display_name("load")
+        prep = steps.preprocess_data(recipe_json=view["preprocess"], raw=load.outputs["raw"]).set_display_name("preprocess")
+        parts = steps.split_data(recipe_json=view["split"], clean=prep.outputs["clean"]).set_display_name("split")
+        train = steps.train_model(recipe_json=view["train"], train=parts.outputs["train"], val=parts.outputs["val"],
                                   schema=prep.outputs["schema"]).set_display_name("train")
         _place_on_gpu(train, cluster)
-        evaluate = steps.evaluate_model(recipe_json=resolved, model=train.outputs["model"],
+        evaluate = steps.evaluate_model(recipe_json=view["evaluate"], model=train.outputs["model"],
                                         test=parts.outputs["test"]).set_display_name("evaluate")
-        register = steps.register_model(recipe_json=resolved, model=train.outputs["model"],
+        register = steps.register_model(recipe_json=view["register"], model=train.outputs["model"],
                                         evaluation=evaluate.outputs["evaluation"],
                                         pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER).set_display_name("register")
         register.set_caching_options(False)  # side effects in MLflow; idempotent per run anyway
         with dsl.If(evaluate.outputs["Output"] == "passed", name="gate-passed"):
-            deploy = steps.deploy_model(recipe_json=resolved, registration=register.output).set_display_name("deploy")
+            deploy = steps.deploy_model(recipe_json=view["deploy"], registration=register.output).set_display_name("deploy")
             deploy.set_caching_options(False)
         _use_secrets(cluster, s3=[load, train, register, deploy], mlflow=[train, register, deploy])
 

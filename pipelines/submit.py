@@ -36,32 +36,42 @@ def run_local(recipe: Recipe, caching: bool = True) -> dict:
     """Run the whole DAG on this machine and return what a person wants to know about it."""
     from kfp import local
 
+    from pipelines.local_run import CacheHits, exclusive_store, new_run_dir, steps_stopped_on_signal
     from pipelines.pipeline import ClusterConfig, make_pipeline
 
     home = platform_home()
     os.environ.update(local_service_env(home))
     if not Path(recipe.data.uri).is_absolute():  # steps run with their own working directory
         recipe = Recipe.parse(recipe.model_dump(mode="json", by_alias=True), [f"data.uri={ROOT / recipe.data.uri}"])
-    root = home / "pipeline_root"
-    root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True,
-               enable_caching=caching)
-    started = time.time()
-    make_pipeline(recipe, ClusterConfig(gpus=0, node_selector=None, toleration=None, s3_secret=None,
-                                          mlflow_secret=None))()
-    return summarize(recipe, root, time.time() - started)
+    pipeline = make_pipeline(recipe, ClusterConfig(gpus=0, node_selector=None, toleration=None, s3_secret=None,
+                                                     mlflow_secret=None))
+    with exclusive_store(home, f"recipe {recipe.name}"), steps_stopped_on_signal():
+        run_dir = new_run_dir(home / "pipeline_root", recipe.name)
+        # One cache for all runs; each run writes its outputs in a directory of its own.
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir),
+                   cache_root=str(home / "pipeline_root" / ".kfp_cache"), raise_on_error=True, enable_caching=caching)
+        started = time.time()
+        with CacheHits() as hits:
+            pipeline()
+        return summarize(recipe, run_dir, time.time() - started, hits.tasks)
 
 
-def summarize(recipe: Recipe, root: Path, seconds: float) -> dict:
-    from mlflow import MlflowClient
+def step_output(outputs: Path, task: str) -> str | None:
+    """The parameter a task of this run returned (kfp.local keeps it in executor_output.json)."""
+    path = outputs / task / "executor_output.json"
+    return json.loads(path.read_text()).get("parameterValues", {}).get("Output") if path.is_file() else None
 
+
+def summarize(recipe: Recipe, run_dir: Path, seconds: float, cached: list[str]) -> dict:
     name = recipe.registry.model_name
-    client = MlflowClient()
-    latest = max(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
-    runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-    summary = {"seconds": round(seconds, 1), "outputs": str(runs[-1]) if runs else str(root),
-               "registered": f"{name} version {latest.version} ({latest.tags.get('alias', '?')})",
-               "gate": latest.tags.get("gate", "?"), "tracking_uri": redact_uri(os.environ["MLFLOW_TRACKING_URI"])}
+    outputs = next((p for p in run_dir.iterdir() if p.is_dir()), run_dir)  # kfp.local's directory of this run
+    registration = json.loads(step_output(outputs, "register-model") or "{}")
+    steps = {"resolve-recipe": "resolve", "load-data": "load", "preprocess-data": "preprocess",
+             "split-data": "split", "train-model": "train", "evaluate-model": "evaluate"}
+    summary = {"seconds": round(seconds, 1), "outputs": str(outputs),
+               "cached": [steps.get(task, task) for task in cached],
+               "registered": f"{name} version {registration.get('version', '?')} ({registration.get('alias', '?')})",
+               "gate": registration.get("gate", "?"), "tracking_uri": redact_uri(os.environ["MLFLOW_TRACKING_URI"])}
     state = platform_home() / "serving" / f"{name}.json"
     if summary["gate"] == "passed" and state.is_file():
         served = json.loads(state.read_text())
@@ -152,6 +162,7 @@ def main(argv=None) -> int:
     print("\n" + "=" * 72)
     print(f"recipe {recipe.name}: pipeline finished in {summary['seconds']} s")
     print(f"outputs:     {summary['outputs']}")
+    print(f"from cache:  {', '.join(summary['cached']) or 'nothing (every step ran)'}")
     print(f"registered:  {summary['registered']}  (gate {summary['gate']}; MLflow {summary['tracking_uri']})")
     if "served_url" in summary:
         print(f"served at:   {summary['served_url']}  (version {summary['served_version']}, the champion)")

@@ -73,7 +73,8 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
             v = existing[0]
             log.info("pipeline run %s already registered %s version %s", pipeline_run_id, name, v.version)
             return {"model_name": name, "version": str(v.version), "alias": v.tags.get("alias", ""),
-                    "model_uri": f"models:/{name}/{v.version}", "run_id": v.run_id}
+                    "model_uri": f"models:/{name}/{v.version}", "run_id": v.run_id,
+                    "gate": v.tags.get("gate", "")}
 
     meta = read_meta(model_path)
     lineage = {"pipeline_run_id": pipeline_run_id, "recipe_hash": recipe.hash(),
@@ -116,4 +117,4 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
     log.info("registered %s version %s as %s (%s %.5g; champion before: %s)", name, version, alias, metric,
              metrics[metric], "none" if champion is None else f"v{champion.version} {metric} {best:.5g}")
     return {"model_name": name, "version": version, "alias": alias, "model_uri": f"models:/{name}/{version}",
-            "run_id": run.info.run_id}
+            "run_id": run.info.run_id, "gate": verdict}

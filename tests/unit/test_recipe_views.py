@@ -1,0 +1,63 @@
+"""Each step sees only the recipe sections it reads, so caching re-runs exactly what a change affects."""
+import pytest
+
+from components.recipe import Recipe, RecipeError
+from components.runner import STEP_VIEWS, recipe_for_step, recipe_views
+from tests.conftest import ROOT
+
+DEFAULT = ROOT / "pipelines" / "recipes" / "california-housing.yaml"
+DOWNSTREAM = {"load": {"preprocess", "split", "train", "evaluate"}, "preprocess": {"split", "train", "evaluate"},
+              "split": {"train", "evaluate"}, "train": {"evaluate"}, "evaluate": set()}
+
+
+def changed_views(overrides: list[str], base: list[str] = ()) -> set[str]:
+    """Views whose text changes, plus the steps downstream of them (their input artifacts change)."""
+    before = recipe_views(Recipe.from_file(DEFAULT, list(base)))
+    after = recipe_views(Recipe.from_file(DEFAULT, [*base, *overrides]))
+    direct = {step for step in STEP_VIEWS if before[step] != after[step]} - {"register", "deploy"}
+    return direct.union(*(DOWNSTREAM[s] for s in direct))
+
+
+@pytest.mark.parametrize("override,reruns", [
+    ("data.drop_columns=['Population']", {"load", "preprocess", "split", "train", "evaluate"}),
+    ("preprocess.scaler=standard", {"preprocess", "split", "train", "evaluate"}),
+    ("split.seed=7", {"split", "train", "evaluate"}),
+    ("model.params.hidden_sizes=[8]", {"train", "evaluate"}),
+    ("train.epochs=3", {"train", "evaluate"}),
+    ("evaluate.gate=['rmse <= 0.9']", {"evaluate"}),
+    ("register.experiment=other", set()),
+    ("deploy.port=8181", set()),
+])
+def test_one_changed_field_reaches_exactly_the_steps_that_read_its_section(override, reruns):
+    assert changed_views([override]) == reruns
+
+
+def test_a_sampled_load_depends_on_the_split_seed_that_draws_the_sample():
+    assert "load" not in changed_views(["split.seed=7"])
+    assert "load" in changed_views(["split.seed=7"], base=["data.sample_rows=500"])
+
+
+def test_register_and_deploy_see_what_they_need_and_register_sees_everything():
+    recipe = Recipe.from_file(DEFAULT, ["deploy.port=8181"])
+    views = recipe_views(recipe)
+    assert recipe_for_step(views["register"], "register") == recipe
+    assert recipe_for_step(views["deploy"], "deploy").deploy.port == 8181
+
+
+def test_a_step_reading_a_section_it_did_not_declare_fails_loudly():
+    train = recipe_for_step(recipe_views(Recipe.from_file(DEFAULT))["train"], "train")
+    assert train.train.epochs == 200 and train.family == "tabular"
+    with pytest.raises(RecipeError, match="step 'train' reads recipe section 'deploy'"):
+        train.deploy.port
+    with pytest.raises(RecipeError, match="section 'name'"):
+        f"{train.name}"
+    with pytest.raises(RecipeError, match="section 'evaluate'"):
+        train.primary_metric
+
+
+def test_a_view_with_one_field_of_a_section_withholds_the_others():
+    views = recipe_views(Recipe.from_file(DEFAULT, ["data.sample_rows=500", "split.seed=7"]))
+    load = recipe_for_step(views["load"], "load")
+    assert load.split.seed == 7 and load.data.sample_rows == 500
+    with pytest.raises(RecipeError, match="section 'split.method'"):
+        load.split.method
