@@ -18,7 +18,8 @@ def test_dag_order_gpu_on_train_only_and_gated_deploy(tmp_path):
     tasks = spec["root"]["dag"]["tasks"]
     assert set(STEPS) <= set(tasks)
     deps = {name: set(t.get("dependentTasks", [])) for name, t in tasks.items()}
-    assert deps["preprocess-data"] == {"load-data"} and "split-data" in deps["train-model"]
+    assert deps["load-data"] == {"resolve-recipe"} and deps["preprocess-data"] == {"load-data", "resolve-recipe"}
+    assert "split-data" in deps["train-model"]
     assert {"train-model", "split-data"} <= deps["evaluate-model"] and "evaluate-model" in deps["register-model"]
 
     condition = next(t for n, t in tasks.items() if n.startswith("condition"))
