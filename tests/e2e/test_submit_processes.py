@@ -1,0 +1,57 @@
+"""submit.py as people use it: stopped half way, or started twice at once on the same local store."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+SMALL = ["--set", "model.params.hidden_sizes=[8]", "--set", "evaluate.gate=['rmse <= 0.0001']",
+         "--set", "register.model_name=proc-housing"]
+
+
+def submit(tmp_path, *args: str, log_name: str) -> subprocess.Popen:
+    env = {**os.environ, "PLATFORM_HOME": str(tmp_path / "home"), "PLATFORM_ARTIFACT_ROOT": str(tmp_path / "art"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    return subprocess.Popen([sys.executable, "pipelines/submit.py", *SMALL, *args], cwd=ROOT, env=env,
+                            stdout=open(tmp_path / log_name, "w"), stderr=subprocess.STDOUT)
+
+
+def test_a_stopped_submit_stops_the_step_it_was_running(tmp_path):
+    proc = submit(tmp_path, "--set", "train.epochs=100000", "--set", "train.early_stopping_patience=100000",
+                  log_name="submit.log")
+    try:
+        deadline, train = time.monotonic() + 240, None
+        while train is None and time.monotonic() < deadline and proc.poll() is None:
+            train = next((p for p in psutil.Process(proc.pid).children(recursive=True)
+                          if "train_model" in " ".join(p.cmdline())), None)
+            time.sleep(0.5)
+        assert train is not None, (tmp_path / "submit.log").read_text()[-3000:]
+        time.sleep(2)  # well inside the training loop
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+        psutil.wait_procs([train], timeout=5)
+        assert not train.is_running(), "the train step outlived the stopped submit"
+        assert "stopped by SIGTERM" in (tmp_path / "submit.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_two_submits_on_one_store_both_finish_each_with_its_own_outputs(tmp_path):
+    first = submit(tmp_path, "--set", "train.epochs=2", log_name="first.log")
+    time.sleep(1)
+    second = submit(tmp_path, "--set", "train.epochs=2", log_name="second.log")
+    assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    assert second.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    logs = [(tmp_path / name).read_text() for name in ("first.log", "second.log")]
+    outputs = [next(line for line in log.splitlines() if line.startswith("outputs:")) for log in logs]
+    assert outputs[0] != outputs[1], outputs
+    assert "waiting:" in logs[1] and "is using" in logs[1], "the second run said why it waited"
+    assert "version 1" in logs[0] and "version 2" in logs[1]
