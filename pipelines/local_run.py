@@ -64,17 +64,28 @@ def steps_stopped_on_signal():
             signal.signal(sig, handler)
 
 
+class StepFailed(RuntimeError):
+    """A step of the run failed: its name, the one-sentence reason, and where its full log is."""
+
+    def __init__(self, step: str, reason: str, log: Path):
+        super().__init__(f"step {step} failed: {reason}")
+        self.step, self.reason, self.log = step, reason, log
+
+
 class CacheHits(logging.Handler):
     """Collects the names of the tasks kfp.local took from its cache."""
 
-    def __init__(self):
+    def __init__(self, on_hit=None):
         super().__init__(level=logging.INFO)
         self.tasks: list[str] = []
+        self.on_hit = on_hit
 
     def emit(self, record: logging.LogRecord) -> None:
         found = CACHE_HIT.search(record.getMessage())
         if found:
             self.tasks.append(found.group(1))
+            if self.on_hit:
+                self.on_hit(found.group(1))
 
     def __enter__(self) -> "CacheHits":
         root = logging.getLogger()
@@ -94,3 +105,132 @@ def new_run_dir(root: Path, name: str) -> Path:
     path = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     path.mkdir(parents=True)
     return path
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+STARTED = re.compile(r"Executing task '([\w-]+)'")
+FINISHED = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
+EPOCH = re.compile(r"\bepoch (\d+)/(\d+)")
+REASON = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|Refused)): (.+)$")
+STEP_NAMES = {"resolve-recipe": "resolve", "load-data": "load", "preprocess-data": "preprocess",
+              "split-data": "split", "train-model": "train", "evaluate-model": "evaluate",
+              "register-model": "register", "deploy-model": "deploy"}
+
+
+def step_name(task: str) -> str:
+    return STEP_NAMES.get(task, task)
+
+
+class Console:
+    """kfp.local's output goes to one log file per step; the terminal gets a line per step, a
+    progress bar while training, and on failure the step, its one-sentence reason and its log.
+
+    Installed as ``sys.stdout`` for the run: kfp.local prints the steps' streamed output and logs
+    its own messages there. ``verbose`` also passes everything through, as kfp.local prints it."""
+
+    def __init__(self, log_dir: Path, terminal, verbose: bool = False):
+        self.log_dir, self.terminal, self.verbose = log_dir, terminal, verbose
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.run_log = open(log_dir / "run.log", "a")
+        self.task, self.log, self.started, self.bar = None, self.run_log, 0.0, None
+        self.failed: tuple[str, Path] | None = None
+        self._pending = ""
+
+    # --- the file protocol print() and logging need --------------------------------------
+    def write(self, text: str) -> int:
+        if self.verbose:
+            self.terminal.write(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._line(ANSI.sub("", line))
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.terminal.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    # --- what a line means --------------------------------------------------------------------
+    def _line(self, line: str) -> None:
+        if found := STARTED.search(line):
+            self._start(found.group(1))
+        self.log.write(line + "\n")
+        if found := FINISHED.search(line):
+            self._finish(found.group(1), found.group(2))
+        elif self.task == "train-model" and (found := EPOCH.search(line)):
+            self._progress(int(found.group(1)), int(found.group(2)))
+
+    def _start(self, task: str) -> None:
+        self.task, self.started = task, time.monotonic()
+        self.log = open(self.log_dir / f"{step_name(task)}.log", "w")
+        self._say(f"  {step_name(task):<11} running ...")
+
+    def _finish(self, task: str, status: str) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        seconds = time.monotonic() - self.started
+        log_path = Path(self.log.name)
+        self.log.close()
+        self.log, self.task = self.run_log, None
+        if status == "SUCCESS":
+            self._say(f"  {step_name(task):<11} done in {seconds:5.1f} s")
+        else:
+            self.failed = (task, log_path)
+            self._say(f"  {step_name(task):<11} FAILED after {seconds:.1f} s")
+
+    def cached(self, task: str) -> None:
+        self._say(f"  {step_name(task):<11} from cache")
+
+    def _progress(self, epoch: int, epochs: int) -> None:
+        if self.verbose or not self.terminal.isatty():  # a bar only where it redraws in place
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=epochs, desc="  train", unit="epoch", file=self.terminal, leave=False,
+                            dynamic_ncols=True, mininterval=0.5)
+        self.bar.update(epoch - self.bar.n)
+
+    def _say(self, text: str) -> None:
+        if not self.verbose:
+            self.terminal.write(text + "\n")
+            self.terminal.flush()
+
+    # --- after a failure ----------------------------------------------------------------------
+    def failure_reason(self) -> tuple[str, str, Path] | None:
+        """(step, the last error sentence its log holds, the log's path) of the step that failed."""
+        if self.failed is None:
+            return None
+        task, path = self.failed
+        reasons = [m.group(2) for m in map(REASON.match, path.read_text().splitlines()) if m]
+        return step_name(task), (reasons[-1] if reasons else "see its log"), path
+
+    def close(self) -> None:
+        if self._pending:
+            self._line(ANSI.sub("", self._pending))
+        if self.bar is not None:
+            self.bar.close()
+        self.run_log.close()
+
+
+@contextlib.contextmanager
+def console_for(log_dir: Path, verbose: bool):
+    """``sys.stdout`` and Python warnings routed through a ``Console`` for the duration of a run."""
+    import warnings
+
+    console = Console(log_dir, sys.stdout, verbose)
+    real_stdout, real_showwarning = sys.stdout, warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        console.log.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    sys.stdout, warnings.showwarning = console, showwarning
+    try:
+        yield console
+    finally:
+        sys.stdout, warnings.showwarning = real_stdout, real_showwarning
+        console.close()

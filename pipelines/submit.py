@@ -32,11 +32,12 @@ def check_recipe(recipe: Recipe) -> None:
                   recipe.family)
 
 
-def run_local(recipe: Recipe, caching: bool = True) -> dict:
+def run_local(recipe: Recipe, caching: bool = True, verbose: bool = False) -> dict:
     """Run the whole DAG on this machine and return what a person wants to know about it."""
     from kfp import local
 
-    from pipelines.local_run import CacheHits, exclusive_store, new_run_dir, steps_stopped_on_signal
+    from pipelines.local_run import (CacheHits, StepFailed, console_for, exclusive_store, new_run_dir,
+                                     steps_stopped_on_signal)
     from pipelines.pipeline import ClusterConfig, make_pipeline
 
     home = platform_home()
@@ -51,8 +52,14 @@ def run_local(recipe: Recipe, caching: bool = True) -> dict:
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir),
                    cache_root=str(home / "pipeline_root" / ".kfp_cache"), raise_on_error=True, enable_caching=caching)
         started = time.time()
-        with CacheHits() as hits:
-            pipeline()
+        with console_for(run_dir / "logs", verbose) as console, CacheHits(console.cached) as hits:
+            try:
+                pipeline()
+            except RuntimeError:
+                failed = console.failure_reason()
+                if failed is None:
+                    raise
+                raise StepFailed(*failed) from None
         return summarize(recipe, run_dir, time.time() - started, hits.tasks)
 
 
@@ -64,11 +71,12 @@ def step_output(outputs: Path, task: str) -> str | None:
 
 def summarize(recipe: Recipe, run_dir: Path, seconds: float, cached: list[str]) -> dict:
     name = recipe.registry.model_name
-    outputs = next((p for p in run_dir.iterdir() if p.is_dir()), run_dir)  # kfp.local's directory of this run
+    outputs = next((p for p in run_dir.iterdir() if p.is_dir() and p.name != "logs"), run_dir)  # kfp.local's
     registration = json.loads(step_output(outputs, "register-model") or "{}")
     steps = {"resolve-recipe": "resolve", "load-data": "load", "preprocess-data": "preprocess",
              "split-data": "split", "train-model": "train", "evaluate-model": "evaluate"}
-    summary = {"seconds": round(seconds, 1), "outputs": str(outputs),
+    summary = {"seconds": round(seconds, 1), "outputs": str(outputs), "logs": str(run_dir / "logs"),
+               "registration": registration,
                "cached": [steps.get(task, task) for task in cached],
                "registered": f"{name} version {registration.get('version', '?')} ({registration.get('alias', '?')})",
                "gate": registration.get("gate", "?"), "tracking_uri": redact_uri(os.environ["MLFLOW_TRACKING_URI"])}
@@ -77,7 +85,7 @@ def summarize(recipe: Recipe, run_dir: Path, seconds: float, cached: list[str]) 
         served = json.loads(state.read_text())
         url = f"http://127.0.0.1:{served['port']}/v1/models/{name}:predict"
         body = {"instances": sample_instances(Path(served["model_dir"]))}
-        summary.update(served_url=url, served_version=Path(served["model_dir"]).name.lstrip("v"),
+        summary.update(served_url=url, served_port=served["port"], served_version=Path(served["model_dir"]).name.lstrip("v"),
                        sample_request=body, sample_answer=post_json(url, body),
                        curl=f"curl -s -H 'Content-Type: application/json' {url} -d {shlex.quote(json.dumps(body))}")
     return summary
@@ -139,6 +147,8 @@ def main(argv=None) -> int:
     parser.add_argument("--experiment", help="KFP experiment name (default: the recipe's experiment)")
     parser.add_argument("--run-name")
     parser.add_argument("--pipeline-root", help="with --host: artifact root (default: KFP's minio://mlpipeline/v2/artifacts)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print every step's full output and library warnings (default: one line per step)")
     parser.add_argument("--no-cache", dest="caching", action="store_false",
                         help="run every step again instead of reusing the outputs of finished identical steps")
     args = parser.parse_args(argv)
@@ -158,19 +168,45 @@ def main(argv=None) -> int:
             print(f"error: the data is on this machine and must be uploaded first, but {exc}", file=sys.stderr)
             return 2
         return 0
-    summary = run_local(recipe, args.caching)
+    from pipelines.local_run import StepFailed
+
+    print(f"recipe {recipe.name}: {recipe.task}, model {recipe.model.name}, data {redact_uri(recipe.data.uri)}")
+    try:
+        summary = run_local(recipe, args.caching, args.verbose)
+    except StepFailed as failed:
+        print(f"\nstep {failed.step} failed: {failed.reason}", file=sys.stderr)
+        print(f"full log: {failed.log}", file=sys.stderr)
+        return 1
+    print_summary(recipe, summary)
+    return 0
+
+
+def print_summary(recipe: Recipe, summary: dict) -> None:
+    reg = summary["registration"]
     print("\n" + "=" * 72)
     print(f"recipe {recipe.name}: pipeline finished in {summary['seconds']} s")
-    print(f"outputs:     {summary['outputs']}")
+    print(f"outputs:     {summary['outputs']}  (step logs in {summary['logs']})")
     print(f"from cache:  {', '.join(summary['cached']) or 'nothing (every step ran)'}")
-    print(f"registered:  {summary['registered']}  (gate {summary['gate']}; MLflow {summary['tracking_uri']})")
+    metrics = reg.get("metrics", {})
+    shown = [k for k in metrics if "." not in k and not k.startswith(("f1_", "precision_", "recall_"))][:8]
+    print("test:        " + "  ".join(f"{k} {metrics[k]:.4g}" for k in shown))
+    rules = "   ".join(f"{r['rule'].split()[0]} {r['value']:.4g} {' '.join(r['rule'].split()[1:])} "
+                       f"{'ok' if r['passed'] else 'FAILED'}" for r in reg.get("gate_rules", []))
+    print(f"gate:        {summary['gate']}" + (f"  ({rules})" if rules else "  (no rules)"))
+    before = reg.get("champion_before")
+    metric = reg.get("primary_metric", "")
+    champion = (f"champion before: version {before['version']}, {metric} {before[metric]:.4g}" if before
+                else "first version")
+    print(f"registered:  {summary['registered']}  ({champion}; MLflow {summary['tracking_uri']})")
     if "served_url" in summary:
-        print(f"served at:   {summary['served_url']}  (version {summary['served_version']}, the champion)")
-        print(f"sample answer: {json.dumps(summary['sample_answer'])}")
+        print(f"served at:   {summary['served_url']}  (port {summary['served_port']} serves version "
+              f"{summary['served_version']}, the champion)")
+        print(f"sample answer: {json.dumps(summary['sample_answer'])[:300]}")
         print(f"try it:\n  {summary['curl']}")
-    else:
+    elif summary["gate"] != "passed":
         print("not served: the gate did not pass (see the evaluate step's report)")
-    return 0
+    else:
+        print("not served: the new version is the challenger; the champion keeps serving")
 
 
 if __name__ == "__main__":

@@ -117,4 +117,6 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
     log.info("registered %s version %s as %s (%s %.5g; champion before: %s)", name, version, alias, metric,
              metrics[metric], "none" if champion is None else f"v{champion.version} {metric} {best:.5g}")
     return {"model_name": name, "version": version, "alias": alias, "model_uri": f"models:/{name}/{version}",
-            "run_id": run.info.run_id, "gate": verdict}
+            "run_id": run.info.run_id, "gate": verdict, "metrics": metrics, "gate_rules": evaluation.get("gate", []),
+            "primary_metric": metric,
+            "champion_before": None if champion is None else {"version": str(champion.version), metric: best}}

@@ -55,3 +55,15 @@ def test_two_submits_on_one_store_both_finish_each_with_its_own_outputs(tmp_path
     assert outputs[0] != outputs[1], outputs
     assert "waiting:" in logs[1] and "is using" in logs[1], "the second run said why it waited"
     assert "version 1" in logs[0] and "version 2" in logs[1]
+    assert len(logs[0].splitlines()) < 60, "one line per step and a short summary, not KFP's executor dumps"
+    assert "from cache:  nothing" in logs[0] and "gate:        failed  (rmse" in logs[0]
+
+
+def test_a_failing_step_ends_with_its_name_its_reason_and_its_log(tmp_path):
+    proc = submit(tmp_path, "--set", "data.target=no_such_column", log_name="failed.log")
+    assert proc.wait(timeout=300) == 1
+    last = (tmp_path / "failed.log").read_text().strip().splitlines()[-2:]
+    assert last[0].startswith("step preprocess failed: ") and "'no_such_column' not found" in last[0], last
+    log = last[1].removeprefix("full log: ")
+    assert log.endswith("preprocess.log") and "Traceback" in open(log).read(), "the traceback is in the step's log"
+    assert "Traceback" not in (tmp_path / "failed.log").read_text()
