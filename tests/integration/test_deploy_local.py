@@ -91,7 +91,8 @@ def test_redeploy_replaces_the_server_and_the_state_names_the_new_process(served
     recipe, p, first, started = served
     name, port = recipe.registry.model_name, recipe.deploy.port
     old = read_state(name)
-    assert old["port"] == port and old["version"] == "1" and _served_versions(port, name) == ["1"]
+    assert _served_versions(port, name) == ["1"], "V2 metadata names the version served"
+    assert old["port"] == port and old["version"] == "1"
 
     better = register(recipe, p["model"], _evaluation(p, tmp_path, 0.5, "e2"), "run-2")
     assert better["alias"] == "champion" and better["version"] == "2"
@@ -116,11 +117,11 @@ def test_a_challenger_leaves_the_champion_server_alone(served, tmp_path):
     worse = register(recipe, p["model"], _evaluation(p, tmp_path, 0.9, "e3"), "run-3")
     assert worse["alias"] == "challenger"
     result = deploy(recipe, str(tmp_path / "isvc-3.yaml"), registration=json.dumps(worse))
+
+    assert read_state(name)["pid"] == pid and _alive(pid), "the champion's server was not restarted"
+    assert (tmp_path / "home" / "serving" / f"{name}.json").read_bytes() == state_before
     assert result["deployed"] is False and result["version"] == "1" and result["url"] == first["url"]
     assert "challenger" in (tmp_path / "isvc-3.yaml").read_text()
-
-    assert (tmp_path / "home" / "serving" / f"{name}.json").read_bytes() == state_before
-    assert read_state(name)["pid"] == pid and _alive(pid)
     assert _served_versions(recipe.deploy.port, name) == ["1"]
     assert requests.post(first["url"], json={"instances": [_row(p)]}, timeout=30).json() == answer
 
@@ -154,6 +155,6 @@ def test_a_challenger_does_not_patch_the_inference_service(kube_api, regression_
     worse = register(recipe, p["model"], _evaluation(p, tmp_path, 0.9, "k2"), "run-k2")
     calls.clear()
     result = deploy(recipe, str(tmp_path / "isvc.yaml"), registration=worse)
-    assert result["deployed"] is False and calls == [], "the cluster was not touched"
     assert json.dumps(store[("models", "housing-test")]["spec"]) == served_spec
+    assert calls == [] and result["deployed"] is False, "the cluster was not touched"
     assert "kind: InferenceService" not in (tmp_path / "isvc.yaml").read_text()
