@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..bundle import read_json, read_meta
 from ..recipe import Recipe
+from ..registry import make_champion
 from .evaluate import LOWER_IS_BETTER
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,11 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
         best = float(champion.tags.get(f"metric.{metric}") or client.get_run(champion.run_id).data.metrics[metric])
     wins = champion is None or _is_better(metric, metrics[metric], best)
     alias = "champion" if verdict == "passed" and wins else "challenger"
-    client.set_registered_model_alias(name, alias, version)
-    client.set_model_version_tag(name, version, "alias", alias)
+    if alias == "champion":
+        make_champion(client, name, version)  # remembers the champion before it, for rollback
+    else:
+        client.set_registered_model_alias(name, alias, version)
+        client.set_model_version_tag(name, version, "alias", alias)
     log.info("registered %s version %s as %s (%s %.5g; champion before: %s)", name, version, alias, metric,
              metrics[metric], "none" if champion is None else f"v{champion.version} {metric} {best:.5g}")
     return {"model_name": name, "version": version, "alias": alias, "model_uri": f"models:/{name}/{version}",
