@@ -20,7 +20,10 @@ def compile_pipeline(recipe_path, overrides, output, cluster) -> Path:
     from components.recipe import Recipe
     from pipelines.pipeline import make_pipeline
 
+    from components.check import check
+
     recipe = Recipe.from_file(recipe_path, overrides)
+    check(recipe)
     compiler.Compiler().compile(make_pipeline(recipe, cluster), str(output))
     return Path(output)
 

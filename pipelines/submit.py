@@ -18,18 +18,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from components.check import check  # noqa: E402
 from components.recipe import Recipe, RecipeError  # noqa: E402
 from components.settings import local_service_env, platform_home, redact_uri  # noqa: E402
 
 DEFAULT_RECIPE = ROOT / "pipelines" / "recipes" / "california-housing.yaml"
-
-
-def check_recipe(recipe: Recipe) -> None:
-    """Everything that can be checked before any step runs: the model and its parameters."""
-    from components.models import build_adapter
-
-    build_adapter(recipe.model.name, recipe.task, 2 if recipe.task == "classification" else None, recipe.model.params,
-                  recipe.family)
 
 
 def run_local(recipe: Recipe, caching: bool = True, verbose: bool = False) -> dict:
@@ -154,7 +147,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         recipe = Recipe.from_file(args.recipe, args.overrides)
-        check_recipe(recipe)
+        check(recipe)
     except RecipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

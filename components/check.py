@@ -1,0 +1,100 @@
+"""One check before anything runs: `recipe validate`, `submit.py` and `compile.py` all call ``check``.
+
+Pydantic has already checked each field's type and range; this checks what only the whole recipe,
+the model catalog and a peek at the data can tell: the model fits the task and family and takes its
+parameters, every gate rule names a metric this task reports, the data exists and (for a local
+table) its header holds the target. Everything wrong is reported at once, each with what is expected.
+"""
+from __future__ import annotations
+
+import difflib
+import glob
+import re
+from pathlib import Path
+
+from .errors import DataError
+from .recipe import GATE_RE, Recipe, RecipeError
+
+# What evaluate reports per task (per-class metrics add a `_class_<name>` suffix to some of them).
+TASK_METRICS = {
+    "regression": ("mae", "mse", "rmse", "r2"),
+    "classification": ("accuracy", "precision", "recall", "f1", "log_loss", "roc_auc", "pr_auc", "top5_accuracy",
+                       "best_threshold", "f1_at_best_threshold", "f1_at_0.5"),
+    "detection": ("map50", "map50_95", "precision", "recall"),
+}
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PER_CLASS = re.compile(r"^(f1|map50|precision|recall)_class_.+$")
+
+
+def check(recipe: Recipe, peek_data: bool = True) -> None:
+    problems = [p for p in (_model(recipe), *_metrics(recipe), _data(recipe) if peek_data else None) if p]
+    if problems:
+        raise RecipeError("; ".join(problems))
+
+
+def _model(recipe: Recipe) -> str | None:
+    from .models import build_adapter
+
+    try:
+        build_adapter(recipe.model.name, recipe.task, 2 if recipe.task == "classification" else None,
+                      recipe.model.params, recipe.family)
+    except (RecipeError, KeyError) as exc:
+        return str(exc).strip("'\"")
+    return None
+
+
+def metric_problem(task: str, name: str, where: str) -> str | None:
+    if name in TASK_METRICS[task] or PER_CLASS.match(name):
+        return None
+    close = difflib.get_close_matches(name, TASK_METRICS[task], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{where}: {task} reports no metric {name!r}{hint}; it reports {', '.join(TASK_METRICS[task])}"
+
+
+def _metrics(recipe: Recipe) -> list[str | None]:
+    names = [("evaluate.gate", GATE_RE.match(rule).group(1)) for rule in recipe.evaluate.gate]
+    names.append(("evaluate.primary_metric", recipe.primary_metric))
+    return [metric_problem(recipe.task, name, where) for where, name in names]
+
+
+def _data(recipe: Recipe) -> str | None:
+    """Exists, and for a local table the target is in the header (read without loading the data)."""
+    from .storage import is_remote
+
+    uri = recipe.data.uri
+    if is_remote(uri):
+        return None  # load checks it with the store's credentials, which may exist only on the cluster
+    if not Path(uri).is_absolute() and not glob.glob(uri) and (PROJECT_ROOT / uri).exists():
+        uri = str(PROJECT_ROOT / uri)  # submit.py resolves recipe paths against the project, wherever it runs
+    paths = sorted(glob.glob(uri)) if any(ch in uri for ch in "*?[") else [uri] if Path(uri).exists() else []
+    if not paths:
+        return f"data.uri: {uri} does not exist; expected a file, a directory or a glob that names files"
+    target = recipe.data.target
+    if recipe.family not in ("tabular", "text") or not target or not Path(paths[0]).is_file():
+        return None
+    try:
+        columns = header(Path(paths[0]))
+    except DataError as exc:
+        return str(exc)
+    if columns is not None and target not in columns:
+        close = difflib.get_close_matches(target, columns, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"data.target: column {target!r} is not in {paths[0]}{hint}; its columns are {columns}"
+    return None
+
+
+def header(path: Path) -> list[str] | None:
+    """A table's column names without reading its rows; None for formats without a cheap header."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        if suffix in (".csv", ".tsv", ".txt"):
+            import pandas as pd
+
+            return [str(c) for c in pd.read_csv(path, nrows=0, sep=None, engine="python").columns]
+    except Exception as exc:  # unreadable header: load reports it with the file and the reason
+        raise DataError(f"data.uri: cannot read the header of {path} ({type(exc).__name__}: {exc})") from None
+    return None
