@@ -77,15 +77,17 @@ def train_model(recipe_json: str, train: Input[Dataset], val: Input[Dataset], sc
     model.metadata.update({"model": recipe.model.name, "task": recipe.task, "framework": "mlflow-pyfunc"})
 
 
-def evaluate_model(recipe_json: str, model: Input[Model], test: Input[Dataset], metrics: Output[Metrics],
+def evaluate_model(recipe_json: str, model: Input[Model], test: Input[Dataset], schema: Input[Artifact],
+                   data_report: Input[Markdown], metrics: Output[Metrics],
                    classification_metrics: Output[ClassificationMetrics], evaluation: Output[Artifact],
-                   report: Output[HTML]) -> str:
-    """Test metrics, plots and the gate verdict ('passed' or 'failed')."""
+                   report: Output[HTML], model_card: Output[HTML]) -> str:
+    """Test metrics, plots, the model card and the gate verdict ('passed' or 'failed')."""
     from components.runner import recipe_for_step, step_logging, write_metadata_file
     from components.steps.evaluate import evaluate
 
     step_logging()
-    result = evaluate(recipe_for_step(recipe_json, "evaluate"), model.path, test.path, evaluation.path, report.path)
+    result = evaluate(recipe_for_step(recipe_json, "evaluate"), model.path, test.path, evaluation.path, report.path,
+                      schema.path, data_report.path, model_card.path)
     for name, value in result["metrics"].items():
         metrics.log_metric(name, value)
     if "confusion_matrix" in result:

@@ -77,7 +77,8 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
                                   schema=prep.outputs["schema"]).set_display_name("train")
         _place_on_gpu(train, cluster)
         evaluate = steps.evaluate_model(recipe_json=view["evaluate"], model=train.outputs["model"],
-                                        test=parts.outputs["test"]).set_display_name("evaluate")
+                                        test=parts.outputs["test"], schema=prep.outputs["schema"],
+                                        data_report=prep.outputs["report"]).set_display_name("evaluate")
         register = steps.register_model(recipe_json=view["register"], model=train.outputs["model"],
                                         evaluation=evaluate.outputs["evaluation"],
                                         pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER).set_display_name("register")

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from .. import plots
-from ..bundle import PAYLOAD, load_bundle
+from ..bundle import PAYLOAD, load_bundle, read_json
+from ..model_card import bootstrap_ci, markdown_card, permutation_importance, to_html
 from ..recipe import GATE_RE, Recipe
 from ..storage import atomic_path
 from ..tasks import family
@@ -137,7 +138,9 @@ def best_threshold(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
             "f1_at_0.5": float(f1_score(y_true, scores >= 0.5, zero_division=0))}
 
 
-def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, report_path: str | None = None) -> dict:
+def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, report_path: str | None = None,
+             schema_path: str | None = None, data_report_path: str | None = None,
+             card_path: str | None = None) -> dict:
     bundle = load_bundle(model_path)
     records, y_raw, time_index = family(bundle.meta.family).test_inputs(bundle.meta, pd.read_parquet(test_path))
     if len(records) == 0:
@@ -187,6 +190,10 @@ def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, rep
         curve = Path(model_path) / PAYLOAD / "learning_curve.png"
         if curve.exists():
             images.append(Path(shutil.copy(curve, tmp / "learning_curve.png")))
+        card = model_card(recipe, bundle, records, y_raw, metrics, rules, verdict, schema_path, data_report_path)
+        (tmp / "model_card.md").write_text(card)
+        (tmp / "model_card.html").write_text(
+            to_html(card, {p.name: p for p in images if p.name == "learning_curve.png"}))
         (tmp / "evaluation.json").write_text(json.dumps(result, indent=2))
         gate_rows = {r["rule"]: f"{r['value']:.5g} → {'pass' if r['passed'] else 'FAIL'}" for r in rules}
         report = plots.html_report(f"Evaluation: {recipe.name} ({bundle.meta.model_name}) — gate {verdict}",
@@ -195,5 +202,48 @@ def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, rep
     if report_path:
         with atomic_path(report_path) as tmp:
             tmp.write_text(report)
+    if card_path:
+        with atomic_path(card_path) as tmp:
+            tmp.write_text((out / "model_card.html").read_text())
     log.info("test metrics: %s; gate %s", {k: round(v, 5) for k, v in metrics.items()}, verdict)
     return result
+
+
+def model_card(recipe, bundle, records, y_raw, metrics, rules, verdict, schema_path, data_report_path) -> str:
+    """Metrics with bootstrap intervals, per-slice errors and permutation importance, in a model card."""
+    meta, n = bundle.meta, len(records)
+    schema = read_json(schema_path) if schema_path else {}
+    data = {"name": recipe.name, "source": schema.get("source", "?"), "n_rows": schema.get("n_rows", "?"), "n_test": n}
+    report = Path(data_report_path).read_text() if data_report_path and Path(data_report_path).is_file() else ""
+    ci, importance, slices = {}, None, None
+    if meta.task == "regression":
+        y_true, y_pred = np.asarray(y_raw, dtype=float), bundle.predict(records)
+        ci = bootstrap_ci(lambda i: regression_metrics(y_true[i], y_pred[i]), n)
+        slices = _slices_by_target(y_true, y_pred)
+        loss = lambda y, p: float(np.sqrt(np.mean((np.asarray(y, float) - p) ** 2)))  # noqa: E731
+        predict = bundle.predict
+    elif meta.task == "classification":
+        index = {c: i for i, c in enumerate(meta.classes)}
+        y_idx = pd.Series(y_raw).astype(str).map(index).to_numpy()
+        proba = bundle.predict_proba(records)
+        ci = bootstrap_ci(lambda i: {k: v for k, v in classification_metrics(y_idx[i], proba[i]).items()
+                                     if "_class_" not in k}, n)
+        loss = lambda y, p: float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1))))  # noqa: E731
+        predict, y_true = bundle.predict_proba, y_idx
+    if meta.family == "tabular" and meta.task in ("regression", "classification"):
+        sample = records.sample(min(n, 2000), random_state=0) if n > 2000 else records
+        importance = permutation_importance(predict, sample, y_true[records.index.get_indexer(sample.index)], loss)
+    return markdown_card(meta, metrics, ci, rules, verdict, data, report, importance, slices)
+
+
+def _slices_by_target(y_true: np.ndarray, y_pred: np.ndarray, k: int = 4) -> dict:
+    edges = np.unique(np.quantile(y_true, np.linspace(0, 1, k + 1)))
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (y_true >= lo) & ((y_true <= hi) if hi == edges[-1] else (y_true < hi))
+        if inside.any():
+            err = y_pred[inside] - y_true[inside]
+            rows.append({"slice": f"[{lo:.4g}, {hi:.4g}]", "rows": int(inside.sum()),
+                         "mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2))),
+                         "bias": float(np.mean(err))})
+    return {"by": "quartile of the true target", "metrics": ["mae", "rmse", "bias"], "rows": rows}

@@ -120,7 +120,26 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
         client.set_model_version_tag(name, version, "alias", alias)
     log.info("registered %s version %s as %s (%s %.5g; champion before: %s)", name, version, alias, metric,
              metrics[metric], "none" if champion is None else f"v{champion.version} {metric} {best:.5g}")
+    _log_model_card(client, run.info.run_id, Path(eval_dir), Path(model_path), version, alias, metric,
+                    metrics[metric], None if champion is None else (str(champion.version), best))
     return {"model_name": name, "version": version, "alias": alias, "model_uri": f"models:/{name}/{version}",
             "run_id": run.info.run_id, "gate": verdict, "metrics": metrics, "gate_rules": evaluation.get("gate", []),
             "primary_metric": metric,
             "champion_before": None if champion is None else {"version": str(champion.version), metric: best}}
+
+
+def _log_model_card(client, run_id: str, eval_dir: Path, model_path: Path, version: str, alias: str, metric: str,
+                    value: float, champion: tuple[str, float] | None) -> None:
+    """The model card evaluate wrote, completed with the comparison only the registry can make."""
+    from ..bundle import PAYLOAD
+    from ..model_card import to_html, with_champion
+
+    if not (eval_dir / "model_card.md").is_file():
+        return
+    outcome = ("it is the first version, so it became champion" if champion is None else
+               f"the champion before was version {champion[0]} with {metric} {champion[1]:.4g}; "
+               f"this version has {metric} {value:.4g} and became **{alias}**")
+    card = with_champion((eval_dir / "model_card.md").read_text(), f"Version {version}: {outcome}.")
+    client.log_text(run_id, card, "model_card.md")
+    client.log_text(run_id, to_html(card, {"learning_curve.png": model_path / PAYLOAD / "learning_curve.png"}),
+                    "model_card.html")

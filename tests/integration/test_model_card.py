@@ -1,0 +1,59 @@
+"""The model card: written by evaluate, completed by register, logged to MLflow, readable in a browser."""
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from components.steps.evaluate import evaluate
+from components.steps.register import register
+
+pytestmark = pytest.mark.integration
+SECTIONS = ["Model", "Data", "Test metrics", "Per-slice metrics", "Feature importance", "Gate",
+            "Champion comparison", "Intended use and limits"]
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           *args], capture_output=True, text=True, timeout=120)
+
+
+def test_model_card_reaches_mlflow_and_renders_in_a_browser(regression_run, mlflow_sqlite, tmp_path):
+    recipe, p = regression_run
+    eval_dir = tmp_path / "eval"
+    evaluate(recipe, p["model"], p["test.parquet"], eval_dir, None, p["schema.json"], p["report.md"],
+             tmp_path / "card.html")
+    card = (eval_dir / "model_card.md").read_text()
+    rmse_row = next(line for line in card.splitlines() if line.startswith("| rmse |"))
+    value, interval = rmse_row.split("|")[2:4]
+    lo, hi = (float(x) for x in interval.split("–"))
+    assert lo < float(value) < hi, rmse_row  # the bootstrap interval brackets the point estimate
+    assert "| MedInc |" in card.split("## Feature importance")[1], "permutation importance names the features"
+
+    first = register(recipe, p["model"], eval_dir, "card-run-1")
+    second = register(recipe, p["model"], eval_dir, "card-run-2")
+    from mlflow import MlflowClient
+
+    logged = MlflowClient().download_artifacts(second["run_id"], "model_card.md", str(tmp_path / "dl"))
+    text = open(logged).read()
+    assert "the champion before was version 1" in text and "became **champion**" in text, text[-800:]
+    assert "first version" in open(MlflowClient().download_artifacts(first["run_id"], "model_card.md",
+                                                                   str(tmp_path / "dl1"))).read()
+    html = MlflowClient().download_artifacts(second["run_id"], "model_card.html", str(tmp_path / "dl2"))
+
+    dom = chromium("--dump-dom", f"file://{html}")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    headings = [h for h in SECTIONS if f"<h2>{h}</h2>" in dom.stdout]
+    assert headings == SECTIONS, headings
+    assert "data:image/png;base64," in dom.stdout, "the learning curve is inlined"
+
+    shot = tmp_path / "card.png"
+    chromium(f"--screenshot={shot}", "--window-size=1200,2400", f"file://{html}")
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (2400, 1200) and pixels.std() > 10, "the screenshot shows a rendered page"
