@@ -100,7 +100,8 @@ def evaluate_model(recipe_json: str, model: Input[Model], test: Input[Dataset], 
     return result["verdict"]
 
 
-def register_model(recipe_json: str, model: Input[Model], evaluation: Input[Artifact], pipeline_run_id: str) -> str:
+def register_model(recipe_json: str, model: Input[Model], evaluation: Input[Artifact], schema: Input[Artifact],
+                   data_report: Input[Markdown], pipeline_run_id: str) -> str:
     """Log and register the bundle in MLflow; alias champion or challenger. Returns the version as JSON."""
     import json
 
@@ -108,7 +109,8 @@ def register_model(recipe_json: str, model: Input[Model], evaluation: Input[Arti
     from components.steps.register import register
 
     step_logging()
-    return json.dumps(register(recipe_for_step(recipe_json, "register"), model.path, evaluation.path, pipeline_run_id))
+    return json.dumps(register(recipe_for_step(recipe_json, "register"), model.path, evaluation.path, pipeline_run_id,
+                               schema.path, data_report.path))
 
 
 def deploy_model(recipe_json: str, registration: str, manifest: Output[Artifact]) -> str:

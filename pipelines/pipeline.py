@@ -80,7 +80,8 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
                                         test=parts.outputs["test"], schema=prep.outputs["schema"],
                                         data_report=prep.outputs["report"]).set_display_name("evaluate")
         register = steps.register_model(recipe_json=view["register"], model=train.outputs["model"],
-                                        evaluation=evaluate.outputs["evaluation"],
+                                        evaluation=evaluate.outputs["evaluation"], schema=prep.outputs["schema"],
+                                        data_report=prep.outputs["report"],
                                         pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER).set_display_name("register")
         register.set_caching_options(False)  # side effects in MLflow; idempotent per run anyway
         with dsl.If(evaluate.outputs["Output"] == "passed", name="gate-passed"):

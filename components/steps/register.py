@@ -61,7 +61,8 @@ def _is_better(metric: str, new: float, old: float) -> bool:
     return new <= old if metric in LOWER_IS_BETTER else new >= old
 
 
-def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: str = "") -> dict:
+def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: str = "",
+             schema_path: str | None = None, data_report_path: str | None = None) -> dict:
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -86,6 +87,7 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
                           run_name=f"{recipe.name}-{pipeline_run_id[:12] or 'manual'}", tags=lineage) as run:
         mlflow.log_params(recipe.flat_params())
         mlflow.log_metrics({**metrics, **{f"train_{k}": v for k, v in meta.train_metrics.items()}})
+        _log_training_record(recipe, Path(model_path), meta, schema_path, data_report_path)
         try:
             mlflow.log_artifacts(eval_dir, "evaluation")
             mlflow.log_dict(recipe.model_dump(mode="json", by_alias=True), "recipe.json")
@@ -143,3 +145,30 @@ def _log_model_card(client, run_id: str, eval_dir: Path, model_path: Path, versi
     client.log_text(run_id, card, "model_card.md")
     client.log_text(run_id, to_html(card, {"learning_curve.png": model_path / PAYLOAD / "learning_curve.png"}),
                     "model_card.html")
+
+
+def _log_training_record(recipe: Recipe, model_path: Path, meta, schema_path: str | None,
+                         data_report_path: str | None) -> None:
+    """What MLflow users look for on a run: curves per epoch, the dataset, the data report, a description."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    from ..bundle import PAYLOAD
+
+    history = model_path / PAYLOAD / "history.json"
+    for state in read_json(history) if history.is_file() else []:
+        mlflow.log_metrics({k: float(v) for k, v in state.items() if k != "epoch" and isinstance(v, (int, float))},
+                           step=int(state["epoch"]))
+    schema = read_json(schema_path) if schema_path else {}
+    source = schema.get("source") or recipe.data.uri
+    mlflow.log_input(MetaDataset(resolve_dataset_source(source), name=recipe.name,
+                                 digest=meta.lineage.get("data_hash") or None), context="training")
+    for path, name in ((schema_path, "data/schema.json"), (data_report_path, "data/report.md")):
+        if path and Path(path).is_file():
+            mlflow.log_text(Path(path).read_text(), name)
+    mlflow.set_tags({
+        "mlflow.source.name": f"recipe {recipe.name}", "mlflow.source.type": "JOB",
+        "mlflow.note.content": f"Recipe **{recipe.name}**: {recipe.task} of `{meta.target}` with "
+                               f"`{meta.model_name}` on `{source}`, trained by kfp-ml-platform.",
+    })

@@ -1,6 +1,7 @@
 """train: fit the input transform and the model on the train split; write the bundle."""
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -76,9 +77,11 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
 
     with tempfile.TemporaryDirectory() as tmp:
         curve = plots.learning_curve(adapter.history_, Path(tmp) / "learning_curve.png")
+        history = Path(tmp) / "history.json"  # per-epoch metrics, which register logs with step=epoch
+        history.write_text(json.dumps(adapter.history_))
         with atomic_path(model_path) as out:
             Bundle(meta, transform, adapter).save(out, input_example=example,
-                                                  extra_files={"learning_curve.png": curve})
+                                                  extra_files={"learning_curve.png": curve, "history.json": history})
         if curve_html_path:
             with atomic_path(curve_html_path) as out:
                 out.write_text(plots.html_report(f"Training: {recipe.model.name}", {"training": metrics}, [curve]))

@@ -1,4 +1,5 @@
 """The model card: written by evaluate, completed by register, logged to MLflow, readable in a browser."""
+import json
 import shutil
 import subprocess
 
@@ -20,6 +21,27 @@ def chromium(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
                            *args], capture_output=True, text=True, timeout=120)
+
+
+def test_mlflow_run_holds_epoch_history_dataset_data_report_and_description(mlflow_sqlite, tmp_path):
+    from mlflow import MlflowClient
+
+    from tests.conftest import make_recipe, run_steps
+
+    recipe = make_recipe("regression", train={"epochs": 4})
+    p = run_steps(recipe, tmp_path)
+    run_id = register(recipe, p["model"], p["eval"], "record-run", p["schema.json"], p["report.md"])["run_id"]
+    client = MlflowClient()
+    history = client.get_metric_history(run_id, "val_loss")
+    assert [m.step for m in history] == [1, 2, 3, 4] and len({m.value for m in history}) > 1
+    run = client.get_run(run_id)
+    (dataset,) = [d.dataset for d in run.inputs.dataset_inputs]
+    assert recipe.data.uri in dataset.source and dataset.digest == json.loads(p["schema.json"].read_text())["data_hash"]
+    assert run.data.tags["mlflow.source.name"] == f"recipe {recipe.name}"
+    assert "MedHouseVal" in run.data.tags["mlflow.note.content"]
+    artifacts = {a.path for a in client.list_artifacts(run_id, "data")}
+    assert artifacts == {"data/schema.json", "data/report.md"}
+    assert "model_card.md" in {a.path for a in client.list_artifacts(run_id)}
 
 
 def test_model_card_reaches_mlflow_and_renders_in_a_browser(regression_run, mlflow_sqlite, tmp_path):
