@@ -234,3 +234,25 @@ def console_for(log_dir: Path, verbose: bool):
     finally:
         sys.stdout, warnings.showwarning = real_stdout, real_showwarning
         console.close()
+
+
+def run_pipeline(pipeline, home: Path, name: str, caching: bool = True, verbose: bool = False,
+                 runner=None) -> tuple[Path, list[str], float]:
+    """Run a pipeline with kfp.local in a run directory of its own, quietly; returns the directory,
+    the tasks taken from the cache and the seconds it took. A failed step raises ``StepFailed``."""
+    from kfp import local
+
+    run_dir = new_run_dir(home / "pipeline_root", name)
+    # One cache for all runs; each run writes its outputs in a directory of its own.
+    local.init(runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir),
+               cache_root=str(home / "pipeline_root" / ".kfp_cache"), raise_on_error=True, enable_caching=caching)
+    started = time.time()
+    with console_for(run_dir / "logs", verbose) as console, CacheHits(console.cached) as hits:
+        try:
+            pipeline()
+        except RuntimeError:
+            failed = console.failure_reason()
+            if failed is None:
+                raise
+            raise StepFailed(*failed) from None
+    return run_dir, hits.tasks, time.time() - started

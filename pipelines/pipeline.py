@@ -87,12 +87,12 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
         with dsl.If(evaluate.outputs["Output"] == "passed", name="gate-passed"):
             deploy = steps.deploy_model(recipe_json=view["deploy"], registration=register.output).set_display_name("deploy")
             deploy.set_caching_options(False)
-        _use_secrets(cluster, s3=[load, train, register, deploy], mlflow=[train, register, deploy])
+        use_secrets(cluster, s3=[load, train, register, deploy], mlflow=[train, register, deploy])
 
     return training_pipeline
 
 
-def _use_secrets(cluster: ClusterConfig, s3: list, mlflow: list) -> None:
+def use_secrets(cluster: ClusterConfig, s3: list, mlflow: list) -> None:
     for task in s3 if cluster.s3_secret else []:
         kubernetes.use_secret_as_env(task, cluster.s3_secret, S3_ENV)
     for task in mlflow if cluster.mlflow_secret else []:

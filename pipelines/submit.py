@@ -3,6 +3,7 @@
     python pipelines/submit.py                                  # default recipe, whole DAG, locally
     python pipelines/submit.py --recipe pipelines/recipes/breast-cancer.yaml --set train.epochs=20
     python pipelines/submit.py --host https://kfp.example.com --experiment housing
+    python pipelines/submit.py predict --model models:/california-housing@champion --data data/california_housing.parquet
 """
 from __future__ import annotations
 
@@ -27,10 +28,7 @@ DEFAULT_RECIPE = ROOT / "pipelines" / "recipes" / "california-housing.yaml"
 
 def run_local(recipe: Recipe, caching: bool = True, verbose: bool = False) -> dict:
     """Run the whole DAG on this machine and return what a person wants to know about it."""
-    from kfp import local
-
-    from pipelines.local_run import (CacheHits, StepFailed, console_for, exclusive_store, new_run_dir,
-                                     steps_stopped_on_signal)
+    from pipelines.local_run import exclusive_store, run_pipeline, steps_stopped_on_signal
     from pipelines.pipeline import ClusterConfig, make_pipeline
 
     home = platform_home()
@@ -40,20 +38,8 @@ def run_local(recipe: Recipe, caching: bool = True, verbose: bool = False) -> di
     pipeline = make_pipeline(recipe, ClusterConfig(gpus=0, node_selector=None, toleration=None, s3_secret=None,
                                                      mlflow_secret=None))
     with exclusive_store(home, f"recipe {recipe.name}"), steps_stopped_on_signal():
-        run_dir = new_run_dir(home / "pipeline_root", recipe.name)
-        # One cache for all runs; each run writes its outputs in a directory of its own.
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir),
-                   cache_root=str(home / "pipeline_root" / ".kfp_cache"), raise_on_error=True, enable_caching=caching)
-        started = time.time()
-        with console_for(run_dir / "logs", verbose) as console, CacheHits(console.cached) as hits:
-            try:
-                pipeline()
-            except RuntimeError:
-                failed = console.failure_reason()
-                if failed is None:
-                    raise
-                raise StepFailed(*failed) from None
-        return summarize(recipe, run_dir, time.time() - started, hits.tasks)
+        run_dir, cached, seconds = run_pipeline(pipeline, home, recipe.name, caching, verbose)
+        return summarize(recipe, run_dir, seconds, cached)
 
 
 def step_output(outputs: Path, task: str) -> str | None:
@@ -131,7 +117,44 @@ def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: s
     return f"{host.rstrip('/')}/#/runs/details/{run.run_id}"
 
 
+def predict_main(argv: list[str]) -> int:
+    """``submit.py predict``: score a table with a registered model (the batch-scoring pipeline)."""
+    from pipelines.batch_pipeline import make_batch_pipeline
+    from pipelines.local_run import StepFailed, run_pipeline, steps_stopped_on_signal
+
+    parser = argparse.ArgumentParser(prog="submit.py predict", description=predict_main.__doc__)
+    parser.add_argument("--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or a bundle directory")
+    parser.add_argument("--data", required=True, help="table to score: a path, glob or s3:// URI (Parquet, CSV, JSONL)")
+    parser.add_argument("--output", default="", help="where the Parquet goes (a path or s3:// URI; default: the run's "
+                                                     "predictions artifact)")
+    parser.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored at a time (bounds the memory)")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    home = platform_home()
+    os.environ.update(local_service_env(home))
+    absolute = {k: str(Path(v).resolve()) if v and "://" not in v and not v.startswith("models:/") else v
+                for k, v in (("model", args.model), ("data", args.data), ("output", args.output))}
+    pipeline = make_batch_pipeline(absolute["model"], absolute["data"], absolute["output"], args.chunk_rows)
+    try:
+        with steps_stopped_on_signal():
+            run_dir, _, seconds = run_pipeline(pipeline, home, "batch-predict", False, args.verbose)
+    except StepFailed as failed:
+        print(f"\nstep {failed.step} failed: {failed.reason}\nfull log: {failed.log}", file=sys.stderr)
+        return 1
+    outputs = next(p for p in run_dir.iterdir() if p.is_dir() and p.name != "logs")
+    result = json.loads(step_output(outputs, "batch-predict"))
+    where = result["output"]
+    print(f"scored {result['rows']} rows with {args.model} (version {result['model_version']}) in {seconds:.1f} s")
+    print(f"predictions: {where}")
+    if result["metrics"]:
+        print("metrics:     " + "  ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items()))
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["predict"]:
+        return predict_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML/JSON (default: %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
