@@ -40,11 +40,12 @@ STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     "split": ("data", "split"),
     "train": ("data", "preprocess", "model", "train"),
     "evaluate": ("name", "evaluate"),
+    "backtest": ("name", "data", "preprocess", "split", "model", "train", "evaluate"),  # rolling: every fold
     "deploy": ("deploy", "registry"),
 }
 
 
-STEP_VIEWS = ("load", "preprocess", "split", "train", "evaluate", "register", "deploy")
+STEP_VIEWS = ("load", "preprocess", "split", "train", "evaluate", "backtest", "register", "deploy")
 
 
 def step_logging() -> None:

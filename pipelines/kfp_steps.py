@@ -16,8 +16,8 @@ from pipelines.images import image_for
 def resolve_recipe(recipe_json: str, data_uri: str, target: str, model_name: str, epochs: int, learning_rate: float,
                    registered_model_name: str) -> NamedTuple("Views", [("load", str), ("preprocess", str),
                                                                           ("split", str), ("train", str),
-                                                                          ("evaluate", str), ("register", str),
-                                                                          ("deploy", str)]):
+                                                                          ("evaluate", str), ("backtest", str),
+                                                                          ("register", str), ("deploy", str)]):
     """Apply the run form's knobs to the recipe and cut it into one view per step (what each step reads)."""
     from collections import namedtuple
 
@@ -100,6 +100,29 @@ def evaluate_model(recipe_json: str, model: Input[Model], test: Input[Dataset], 
     return result["verdict"]
 
 
+def backtest_model(recipe_json: str, clean: Input[Dataset], schema: Input[Artifact], metrics: Output[Metrics],
+                   folds: Output[Artifact], report: Output[HTML]) -> str:
+    """Rolling split: train and score every fold; per-fold metrics, mean ± std and a plot."""
+    import json
+
+    from components import plots
+    from components.runner import recipe_for_step, step_logging, write_metadata_file
+    from components.steps.backtest import backtest
+
+    step_logging()
+    recipe = recipe_for_step(recipe_json, "backtest")
+    result = backtest(recipe, clean.path, schema.path, folds.path)
+    for name, value in result["summary"].items():
+        metrics.log_metric(name, value)
+    write_metadata_file(metrics)
+    table = {f"fold {f['fold']}": ", ".join(f"{k} {v:.4g}" for k, v in f.items() if k != "fold" and "_class_" not in k)
+             for f in result["folds"]}
+    with open(report.path, "w") as out:
+        out.write(plots.html_report(f"Backtest: {recipe.name}", {"folds": table, "mean ± std": result["summary"]},
+                                    [f"{folds.path}/backtest.png"]))
+    return json.dumps(result["summary"])
+
+
 def register_model(recipe_json: str, model: Input[Model], evaluation: Input[Artifact], schema: Input[Artifact],
                    data_report: Input[Markdown], pipeline_run_id: str) -> str:
     """Log and register the bundle in MLflow; alias champion or challenger. Returns the version as JSON."""
@@ -124,7 +147,7 @@ def deploy_model(recipe_json: str, registration: str, manifest: Output[Artifact]
     return result["url"]
 
 
-STEP_IMAGES = {resolve_recipe: "data", load_data: "data", preprocess_data: "data", split_data: "data", train_model: "train",
+STEP_IMAGES = {resolve_recipe: "data", backtest_model: "train", load_data: "data", preprocess_data: "data", split_data: "data", train_model: "train",
                evaluate_model: "train", register_model: "registry", deploy_model: "deploy"}
 
 

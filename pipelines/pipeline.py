@@ -76,6 +76,10 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
         train = steps.train_model(recipe_json=view["train"], train=parts.outputs["train"], val=parts.outputs["val"],
                                   schema=prep.outputs["schema"]).set_display_name("train")
         _place_on_gpu(train, cluster)
+        if recipe.split.method == "rolling":  # every fold trained and scored, beside the final model
+            backtest = steps.backtest_model(recipe_json=view["backtest"], clean=prep.outputs["clean"],
+                                            schema=prep.outputs["schema"]).set_display_name("backtest")
+            _place_on_gpu(backtest, cluster)
         evaluate = steps.evaluate_model(recipe_json=view["evaluate"], model=train.outputs["model"],
                                         test=parts.outputs["test"], schema=prep.outputs["schema"],
                                         data_report=prep.outputs["report"]).set_display_name("evaluate")

@@ -50,13 +50,14 @@ def step_output(outputs: Path, task: str) -> str | None:
 
 def summarize(recipe: Recipe, run_dir: Path, seconds: float, cached: list[str]) -> dict:
     name = recipe.registry.model_name
+    from pipelines.local_run import step_name
+
     outputs = next((p for p in run_dir.iterdir() if p.is_dir() and p.name != "logs"), run_dir)  # kfp.local's
     registration = json.loads(step_output(outputs, "register-model") or "{}")
-    steps = {"resolve-recipe": "resolve", "load-data": "load", "preprocess-data": "preprocess",
-             "split-data": "split", "train-model": "train", "evaluate-model": "evaluate"}
     summary = {"seconds": round(seconds, 1), "outputs": str(outputs), "logs": str(run_dir / "logs"),
                "registration": registration,
-               "cached": [steps.get(task, task) for task in cached],
+               "cached": [step_name(task) for task in cached],
+               "backtest": json.loads(step_output(outputs, "backtest-model") or "{}"),
                "registered": f"{name} version {registration.get('version', '?')} ({registration.get('alias', '?')})",
                "gate": registration.get("gate", "?"), "tracking_uri": redact_uri(os.environ["MLFLOW_TRACKING_URI"])}
     state = platform_home() / "serving" / f"{name}.json"
@@ -209,6 +210,9 @@ def print_summary(recipe: Recipe, summary: dict) -> None:
     rules = "   ".join(f"{r['rule'].split()[0]} {r['value']:.4g} {' '.join(r['rule'].split()[1:])} "
                        f"{'ok' if r['passed'] else 'FAILED'}" for r in reg.get("gate_rules", []))
     print(f"gate:        {summary['gate']}" + (f"  ({rules})" if rules else "  (no rules)"))
+    if summary["backtest"] and f"{reg.get('primary_metric')}_mean" in summary["backtest"]:
+        m, bt = reg["primary_metric"], summary["backtest"]
+        print(f"backtest:    {m} {bt[m + '_mean']:.4g} ± {bt[m + '_std']:.4g} over {recipe.split.folds} folds")
     before = reg.get("champion_before")
     metric = reg.get("primary_metric", "")
     champion = (f"champion before: version {before['version']}, {metric} {before[metric]:.4g}" if before

@@ -48,13 +48,21 @@ def series_split_indices(df: pd.DataFrame, recipe: Recipe) -> tuple[np.ndarray, 
                                                                             "group_column": recipe.timeseries.group_column})})
         return tuple(np.sort(part) for part in split_indices(df, grouped))
     if spec.method == "rolling":
-        from ..tasks.timeseries import rolling_folds
-
-        fold = rolling_folds(n, spec.folds, int(round(spec.val * n)), int(round(spec.test * n / spec.folds)))[-1]
-        return tuple(np.arange(*fold[part]) for part in ("train", "val", "test"))
+        last = fold_parts(n, recipe)[-1]
+        return last["train"], last["val"], last["test"]
     from ..tasks.timeseries import time_segments
 
     return tuple(np.arange(n)[seg] for seg in time_segments(n, (spec.train, spec.val, spec.test)))
+
+
+def fold_parts(n: int, recipe: Recipe) -> list[dict[str, np.ndarray]]:
+    """Rolling split: expanding folds, each with train, val and test row indices; the pipeline trains
+    on the last, the backtest step on every one."""
+    from ..tasks.timeseries import rolling_folds
+
+    spec = recipe.split
+    folds = rolling_folds(n, spec.folds, int(round(spec.val * n)), int(round(spec.test * n / spec.folds)))
+    return [{part: np.arange(*fold[part]) for part in ("train", "val", "test")} for fold in folds]
 
 
 def split(recipe: Recipe, clean_path: str, train_path: str, val_path: str, test_path: str) -> dict:

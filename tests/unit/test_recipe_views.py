@@ -14,7 +14,7 @@ def changed_views(overrides: list[str], base: list[str] = ()) -> set[str]:
     """Views whose text changes, plus the steps downstream of them (their input artifacts change)."""
     before = recipe_views(Recipe.from_file(DEFAULT, list(base)))
     after = recipe_views(Recipe.from_file(DEFAULT, [*base, *overrides]))
-    direct = {step for step in STEP_VIEWS if before[step] != after[step]} - {"register", "deploy"}
+    direct = {step for step in STEP_VIEWS if before[step] != after[step]} - {"register", "deploy", "backtest"}
     return direct.union(*(DOWNSTREAM[s] for s in direct))
 
 
