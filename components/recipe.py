@@ -2,6 +2,12 @@
 
 A recipe is YAML or JSON. Every section has defaults, unknown keys are rejected (with the
 field path in the message), and ``--set a.b=value`` overrides are applied before validation.
+
+Recipe text is untrusted: it is read with a safe loader that builds only mappings, lists,
+strings, numbers, booleans and null (no ``!!python/*`` or other tags), refuses duplicate keys,
+and bounds the file size, the nesting depth and the number of values after YAML aliases are
+expanded (a "billion laughs" file is refused in milliseconds). Every such refusal is one
+``RecipeError`` line naming the file, line and column.
 """
 from __future__ import annotations
 
@@ -17,6 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 Task = Literal["regression", "classification", "detection"]
 Imputation = Literal["mean", "median", "most_frequent", "drop"]
 GATE_RE = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|<|>|==)\s*(-?[0-9.eE+-]+)\s*$")
+# The registered model name is also the KServe InferenceService name (a DNS-1035 label), and
+# KServe builds the host label "<name>-predictor-<namespace>", which must fit in 63 characters.
+MODEL_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+MODEL_NAME_MAX = 45  # 63 - len("-predictor-default")
+DNS_LABEL_MAX = 63
+MAX_RECIPE_BYTES = 1 << 20   # recipes are a few KB
+MAX_DEPTH = 32               # nesting of mappings and lists
+MAX_VALUES = 20_000          # values after YAML aliases are expanded
 
 
 class RecipeError(ValueError):
@@ -147,8 +161,19 @@ class EvaluateSpec(_Section):
 
 
 class RegisterSpec(_Section):
-    model_name: str = Field(description="Registered model name in MLflow.")
+    model_name: str = Field(description="Registered model name in MLflow; also the KServe InferenceService name, "
+                                        f"so lowercase letters, digits and '-', starting with a letter, ending with a "
+                                        f"letter or digit, at most {MODEL_NAME_MAX} characters.")
     experiment: str | None = Field(default=None, description="MLflow experiment; the recipe name if unset.")
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, name: str) -> str:
+        if not MODEL_NAME_RE.match(name) or len(name) > MODEL_NAME_MAX:
+            raise ValueError(f"model name {name!r} is not usable as an MLflow model and KServe InferenceService name; "
+                             f"expected lowercase letters, digits and '-', starting with a letter and ending with a "
+                             f"letter or digit, at most {MODEL_NAME_MAX} characters (e.g. 'house-prices-v2')")
+        return name
 
 
 class DeploySpec(_Section):
@@ -219,14 +244,22 @@ class Recipe(_Section):
             raise ValueError("split.method 'group' needs split.group_column")
         if self.data.target and self.data.target in self.data.drop_columns:
             raise ValueError(f"data.target {self.data.target!r} is also in data.drop_columns")
+        if self.deploy.target == "kserve":
+            host = f"{self.registry.model_name}-predictor-{self.deploy.namespace}"
+            if len(host) > DNS_LABEL_MAX:
+                raise ValueError(f"register.model_name and deploy.namespace are too long together: KServe's host "
+                                 f"label {host!r} has {len(host)} characters, at most {DNS_LABEL_MAX} are allowed")
         return self
 
     # --- construction -------------------------------------------------------------------
     @classmethod
-    def parse(cls, raw: dict[str, Any], overrides: list[str] | None = None) -> "Recipe":
+    def parse(cls, raw: dict[str, Any], overrides: list[str] | None = None, where: str = "recipe") -> "Recipe":
+        _check_shape(raw, where)
         raw = json.loads(json.dumps(raw))  # deep copy
         for item in overrides or []:
             _apply_override(raw, item)
+        if overrides:
+            _check_shape(raw, f"{where} after --set overrides")
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
@@ -237,14 +270,32 @@ class Recipe(_Section):
         path = Path(path)
         if not path.is_file():
             raise RecipeError(f"recipe file {path} does not exist")
-        raw = yaml.safe_load(path.read_text())
+        where = f"recipe file {path}"
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise RecipeError(f"{where} is {size:,} bytes; a recipe is at most {MAX_RECIPE_BYTES:,} bytes")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecipeError(f"{where} is not UTF-8 text (byte {exc.start}); expected a YAML or JSON file") from None
+        raw = load_yaml(text, where)
         if not isinstance(raw, dict):
-            raise RecipeError(f"recipe file {path} must hold a mapping, got {type(raw).__name__}")
-        return cls.parse(raw, overrides)
+            raise RecipeError(f"{where} must hold a mapping, got {type(raw).__name__}")
+        return cls.parse(raw, overrides, where)
 
     @classmethod
     def from_json(cls, text: str) -> "Recipe":
-        return cls.parse(json.loads(text))
+        if len(text) > MAX_RECIPE_BYTES:
+            raise RecipeError(f"recipe JSON is {len(text):,} characters; a recipe is at most {MAX_RECIPE_BYTES:,}")
+        try:
+            raw = json.loads(text)
+        except RecursionError:
+            raise RecipeError(f"recipe JSON is nested more than {MAX_DEPTH} levels deep") from None
+        except ValueError as exc:
+            raise RecipeError(f"recipe JSON is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise RecipeError(f"recipe JSON must hold an object, got {type(raw).__name__}")
+        return cls.parse(raw, where="recipe JSON")
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True)
@@ -284,18 +335,153 @@ class Recipe(_Section):
         return out
 
 
+# --- reading recipe text safely ---------------------------------------------------------------
+
+class _RecipeLoader(yaml.SafeLoader):
+    """SafeLoader that builds plain data only, refuses duplicate keys and bounds nesting while composing."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        if node is not None:
+            _measure(node, {}, set(), 1)
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _ in node.value:  # before merge keys (<<) are flattened: those may repeat keys
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    key = key_node.value
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
+                                                                key_node.start_mark)
+                    seen.add(key)
+        return super().construct_mapping(node, deep)
+
+    def _refuse_tag(self, node):
+        raise yaml.constructor.ConstructorError(None, None, f"tag {node.tag!r} is not allowed", node.start_mark)
+
+    def _timestamp_as_text(self, node):
+        return self.construct_scalar(node)  # a date in a recipe is a string, never a datetime
+
+
+def _measure(node, memo: dict, active: set, depth: int) -> tuple[int, int]:
+    """(values, height) of a composed YAML node with every alias expanded, memoized per node.
+
+    Runs before anything is constructed, so aliases or merge keys (<<) that would expand to
+    billions of values, nest too deep or refer to themselves are refused in microseconds.
+    """
+    def refuse(problem: str):
+        raise yaml.composer.ComposerError(None, None, problem, node.start_mark)
+
+    if depth > MAX_DEPTH:
+        refuse(f"nested more than {MAX_DEPTH} levels deep once its aliases are expanded")
+    if id(node) in active:
+        refuse("an alias refers to the value that contains it")
+    if id(node) not in memo:
+        size, height = 1, 0
+        if not isinstance(node, yaml.ScalarNode):
+            active.add(id(node))
+            children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+            for child in children:
+                child_size, child_height = _measure(child, memo, active, depth + 1)
+                size, height = size + child_size, max(height, child_height)
+                if size > MAX_VALUES:
+                    refuse(f"holds more than {MAX_VALUES:,} values once its YAML aliases (*name) are expanded; "
+                           "a recipe is small, write the values out instead of nesting aliases")
+            active.discard(id(node))
+        memo[id(node)] = (size, height + 1)
+    size, height = memo[id(node)]
+    if depth + height - 1 > MAX_DEPTH:
+        refuse(f"nested more than {MAX_DEPTH} levels deep once its aliases are expanded")
+    return size, height
+
+
+for _tag in ("binary", "omap", "pairs", "set"):
+    _RecipeLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _RecipeLoader._refuse_tag)
+_RecipeLoader.add_constructor("tag:yaml.org,2002:timestamp", _RecipeLoader._timestamp_as_text)
+_RecipeLoader.add_constructor(None, _RecipeLoader._refuse_tag)
+
+ALLOWED_VALUES = "a recipe holds only mappings, lists, strings, numbers, booleans and null"
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """YAML (or JSON) text → plain data, or one-line ``RecipeError`` naming where and what is wrong."""
+    loader = _RecipeLoader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(filter(None, [getattr(exc, "context", None), getattr(exc, "problem", None)])) or str(exc)
+        problem = problem.replace("tag:yaml.org,2002:", "!!")
+        if "constructor for the tag" in problem or "is not allowed" in problem:
+            tag = re.search(r"'([^']*)'", problem)
+            problem = f"tag {tag.group(1) if tag else '?'!r} is not allowed ({ALLOWED_VALUES})"
+        raise RecipeError(f"{where}{at}: {' '.join(problem.split())}") from None
+    except RecursionError:
+        raise RecipeError(f"{where}: nested more than {MAX_DEPTH} levels deep") from None
+    finally:
+        loader.dispose()
+    _check_shape(data, where)
+    return data
+
+
+def _check_shape(data: Any, where: str) -> None:
+    """Bound the depth and the number of values, counting each use of a YAML alias again.
+
+    Walks at most ``MAX_VALUES`` values, so a document whose aliases expand to billions of values
+    (or refer to themselves) is refused at once instead of being copied.
+    """
+    count = 0
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise RecipeError(f"{where} holds more than {MAX_VALUES:,} values once its YAML aliases (*name) are "
+                              "expanded; a recipe is small, write the values out instead of nesting aliases")
+        if isinstance(value, dict):
+            children = list(value.values())
+        elif isinstance(value, (list, tuple)):
+            children = list(value)
+        elif value is None or isinstance(value, (str, int, float)):
+            continue
+        else:
+            raise RecipeError(f"{where}: a value of type {type(value).__name__} is not allowed ({ALLOWED_VALUES})")
+        if children and depth >= MAX_DEPTH:
+            raise RecipeError(f"{where} is nested more than {MAX_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in children)
+
+
 def _apply_override(raw: dict[str, Any], item: str) -> None:
     """``a.b.c=value``; the value is parsed as YAML so numbers, lists and booleans work."""
     if "=" not in item:
         raise RecipeError(f"override {item!r} must look like key.path=value")
     key, _, text = item.partition("=")
     parts = key.strip().split(".")
+    if not all(parts):
+        raise RecipeError(f"override {item!r}: the key path {key.strip()!r} has an empty part; expected key.path=value")
     node = raw
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise RecipeError(f"override {item!r}: {part!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+    node[parts[-1]] = load_yaml(text, f"override {key.strip()!r}") if text.strip() else None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -307,7 +493,7 @@ def _describe(exc: ValidationError) -> str:
         else:
             got = err.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
-            lines.append(f"{where}: {err['msg']}{shown}")
+            lines.append(f"{where}: {err['msg'].removeprefix('Value error, ')}{shown}")
     return "invalid recipe: " + "; ".join(lines)
 
 
@@ -331,8 +517,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(json_schema(), indent=2))
         return 0
     try:
-        print(yaml.safe_dump(Recipe.from_file(args.path, args.overrides).model_dump(mode="json", by_alias=True),
-                             sort_keys=False))
+        from .check import check
+
+        recipe = Recipe.from_file(args.path, args.overrides)
+        check(recipe)  # the same check submit.py and compile.py run
+        print(yaml.safe_dump(recipe.model_dump(mode="json", by_alias=True), sort_keys=False))
     except RecipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

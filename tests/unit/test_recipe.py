@@ -1,4 +1,5 @@
 import json
+import time
 
 import pytest
 
@@ -91,3 +92,118 @@ def test_cli_schema_and_validate(capsys):
     assert main(["validate", path, "--set", "train.epochs=4"]) == 0 and "epochs: 4" in capsys.readouterr().out
     assert main(["validate", path, "--set", "split.method=sideways"]) == 2
     assert "split.method" in capsys.readouterr().err
+
+
+# --- untrusted recipe text (issue 10, item 7) ------------------------------------------------
+
+def _valid_yaml() -> str:
+    return (ROOT / "pipelines" / "recipes" / "wine.yaml").read_text()
+
+
+def _billion_laughs() -> str:
+    lines = ['lol0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"lol{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    return _valid_yaml() + "\n".join(lines) + "\n"
+
+
+def _merge_bomb() -> str:
+    lines = ["m0: &m0 {x: 1, y: 2, z: 3}"]
+    lines += [f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 9)}], k{i}: 1}}" for i in range(1, 10)]
+    return _valid_yaml() + "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("text,match", [
+    (_billion_laughs(), r"line \d+, column \d+: holds more than [\d,]+ values once its YAML aliases"),
+    (_merge_bomb(), r"line \d+, column \d+: holds more than [\d,]+ values once its YAML aliases"),
+    ("name: x\ndata: !!python/object/apply:os.system ['echo pwned']\n",
+     r"line 2, column 7: tag '!!python/object/apply:os.system' is not allowed"),
+    ("name: !!python/name:os.system x\n", r"tag '!!python/name:os.system' is not allowed"),
+    ("name: !!binary aGk=\n", r"tag '!!binary' is not allowed"),
+    ("a: &a [1, *a]\n", "an alias refers to the value that contains it"),
+    ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested more than 32 levels deep"),
+    ("name: x\nname: y\n", r"line 2, column 1: duplicate key 'name'"),
+    ("name: [x\n", r"recipe file .*bad\.yaml, line \d+, column \d+: "),
+    ("---\nname: x\n---\nname: y\n", "expected a single document"),
+])
+def test_hostile_or_broken_recipe_text_is_refused_in_one_line_fast(tmp_path, text, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    started = time.perf_counter()
+    with pytest.raises(RecipeError, match=match) as info:
+        Recipe.from_file(path)
+    assert time.perf_counter() - started < 1.0
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_billion_laughs_is_refused_by_the_cli_in_under_a_second(tmp_path, capsys):
+    from components.recipe import main
+
+    path = tmp_path / "laughs.yaml"
+    path.write_text(_billion_laughs())
+    started = time.perf_counter()
+    assert main(["validate", str(path)]) == 2
+    assert time.perf_counter() - started < 1.0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "aliases" in err and str(path) in err
+
+
+def test_anchors_merge_keys_and_dates_within_budget_still_work(tmp_path):
+    head = ("name: wine\ntask: classification\ndata: {uri: data/wine.csv, target: cultivar}\n"
+            "split: {method: stratified}\nregister: {model_name: wine}\n")
+    path = tmp_path / "ok.yaml"
+    path.write_text(head + "model:\n  name: mlp\n  params:\n    base: &b {sizes: &s [8, 4], dropout: 0.1}\n"
+                    "    merged: {<<: *b, dropout: 0.2}\n    again: *s\n")
+    params = Recipe.from_file(path).model.params
+    assert params["merged"] == {"sizes": [8, 4], "dropout": 0.2} and params["again"] == [8, 4]
+    path.write_text(head.replace("model_name: wine", "model_name: wine, experiment: 2024-01-01"))
+    assert Recipe.from_file(path).registry.experiment == "2024-01-01"  # a date is text, never a datetime
+
+
+def test_oversized_or_binary_files_are_refused(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(RecipeError, match=r"big\.yaml is [\d,]+ bytes; a recipe is at most"):
+        Recipe.from_file(big)
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"name: \xff\xfe\x00")
+    with pytest.raises(RecipeError, match="is not UTF-8 text"):
+        Recipe.from_file(binary)
+
+
+@pytest.mark.parametrize("override,match", [
+    ("model.params=*nowhere", r"override 'model\.params', line 1, column 1: found undefined alias 'nowhere'"),
+    ("model.params=!!python/object/apply:os.system ['echo pwned']", "is not allowed"),
+    ("model.params={a: &a [1,1,1,1,1,1,1,1,1,1], b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], "
+     "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c], "
+     "e: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]}", "aliases"),
+    ("train..epochs=3", "empty part"),
+])
+def test_set_overrides_are_read_as_safely_as_files(override, match):
+    started = time.perf_counter()
+    with pytest.raises(RecipeError, match=match):
+        Recipe.from_file(ROOT / "pipelines" / "recipes" / "wine.yaml", [override])
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[" * 100_000 + "]" * 100_000, "nested more than 32 levels deep"),
+    ('{"name": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}", "nested more than 32 levels deep"),
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "must hold an object"),
+])
+def test_json_recipes_are_bounded(text, match):
+    with pytest.raises(RecipeError, match=match):
+        Recipe.from_json(text)
+
+
+@pytest.mark.parametrize("name", ["bad/name", "UpperCase", "under_score", "1starts-with-digit", "ends-with-",
+                                  "dots.in.name", "x" * 46, ""])
+def test_registered_model_name_must_be_a_kserve_name(name):
+    with pytest.raises(RecipeError, match=r"register\.model_name: model name .* lowercase letters, digits and '-'"):
+        make_recipe(register={"model_name": name})
+
+
+def test_registered_model_name_fits_kserve_host_label_with_its_namespace():
+    assert make_recipe(register={"model_name": "a" * 45}).registry.model_name == "a" * 45
+    with pytest.raises(RecipeError, match=r"KServe's host label .* at most 63"):
+        make_recipe(register={"model_name": "house-prices"}, deploy={"target": "kserve", "namespace": "n" * 45})
