@@ -48,6 +48,17 @@ class DataSpec(_Section):
     drop_columns: list[str] = Field(default_factory=list, description="Columns never used as features.")
     sample_rows: int | None = Field(default=None, gt=0, description="Keep a seeded random sample (quick runs).")
 
+    @field_validator("uri")
+    @classmethod
+    def _uri_scheme(cls, uri: str) -> str:
+        from .storage import REMOTE_SCHEMES, uri_scheme
+
+        scheme = uri_scheme(uri)
+        if scheme and scheme not in REMOTE_SCHEMES:
+            raise ValueError(f"the {scheme}:// scheme is not supported; expected a local path or glob, "
+                             "s3://bucket/key or minio://bucket/key")
+        return uri
+
 
 class PreprocessSpec(_Section):
     missing: Imputation = Field("median", description="How missing feature values are filled (global).")

@@ -1,5 +1,7 @@
 """Where data and artifacts live: local paths and globs, and s3:// or minio:// object-store URIs.
 
+Any other ``scheme://`` URI is refused by name; an object-store URI is never read as a local path.
+
 The object store is reached with the MinIO client; its endpoint and credentials come from the
 environment only (on a cluster, a Kubernetes Secret): ``S3_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL``
 / ``MLFLOW_S3_ENDPOINT_URL``), ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``; ``S3_VERIFY_TLS=false``
@@ -30,8 +32,34 @@ class ObjectStoreError(PlatformError, ConnectionError):
     """The object store is not configured or cannot be reached."""
 
 
+STORE_ENV = ("S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def uri_scheme(uri: str) -> str:
+    """``s3`` for ``s3://b/k``; '' for a local path (``C:\\x`` and ``a:b.csv`` included)."""
+    text = str(uri)
+    scheme = urlparse(text).scheme
+    return scheme.lower() if len(scheme) > 1 and text[len(scheme):].startswith("://") else ""
+
+
 def is_remote(uri: str) -> bool:
-    return urlparse(str(uri)).scheme in REMOTE_SCHEMES
+    return uri_scheme(uri) in REMOTE_SCHEMES
+
+
+def check_scheme(uri: str) -> None:
+    """A data URI is a local path or glob, or an object-store URI; anything else is named and refused."""
+    scheme = uri_scheme(uri)
+    if scheme and scheme not in REMOTE_SCHEMES:
+        raise DataError(f"{uri}: the {scheme}:// scheme is not supported; expected a local path or glob, "
+                        "s3://bucket/key or minio://bucket/key")
+
+
+def resolve_data_uri(uri: str, base: str | os.PathLike) -> str:
+    """The URI as a step with another working directory must see it: a relative local path joined to
+    ``base``; an absolute path or any ``scheme://`` URI unchanged (never turned into a local path)."""
+    if uri_scheme(uri) or Path(uri).is_absolute():
+        return uri
+    return str(Path(base) / uri)
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -49,8 +77,9 @@ def object_store():
                      if os.environ.get(k)), None)
     key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
     if not (endpoint and key and secret):
+        missing = [name for name, value in zip(STORE_ENV, (endpoint, key, secret)) if not value]
         raise ObjectStoreError("no object store is configured: set S3_ENDPOINT_URL (e.g. http://minio:9000), "
-                               "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+                               f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (unset: {', '.join(missing)})")
     parsed = urlparse(endpoint if "://" in endpoint else f"http://{endpoint}")
     http_client = None
     if os.environ.get("S3_VERIFY_TLS", "true").lower() == "false":
@@ -86,7 +115,10 @@ def _fetch_remote(uri: str) -> list[Path]:
     from .settings import platform_home
 
     bucket, key = split_uri(uri)
-    client = object_store()
+    try:
+        client = object_store()
+    except ObjectStoreError as exc:
+        raise ObjectStoreError(f"cannot read {uri}: {exc}") from None
     pattern = key if any(ch in key for ch in "*?[") else None
     prefix = key.split("*")[0].split("?")[0].split("[")[0] if pattern else key
     try:
@@ -124,6 +156,7 @@ def upload(local: str | os.PathLike, uri: str) -> str:
 
 def expand(uri: str) -> list[Path]:
     """The files a data URI names: one path, a directory's files, or a glob, sorted; remote ones downloaded."""
+    check_scheme(uri)
     if is_remote(uri):
         return _fetch_remote(uri)
     if any(ch in uri for ch in "*?["):

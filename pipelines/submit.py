@@ -33,8 +33,11 @@ def run_local(recipe: Recipe, caching: bool = True, verbose: bool = False) -> di
 
     home = platform_home()
     os.environ.update(local_service_env(home))
-    if not Path(recipe.data.uri).is_absolute():  # steps run with their own working directory
-        recipe = Recipe.parse(recipe.model_dump(mode="json", by_alias=True), [f"data.uri={ROOT / recipe.data.uri}"])
+    from components.storage import resolve_data_uri
+
+    data_uri = resolve_data_uri(recipe.data.uri, ROOT)  # steps run with their own working directory; s3:// stays
+    if data_uri != recipe.data.uri:
+        recipe = Recipe.parse(recipe.model_dump(mode="json", by_alias=True), [f"data.uri={data_uri}"])
     pipeline = make_pipeline(recipe, ClusterConfig(gpus=0, node_selector=None, toleration=None, s3_secret=None,
                                                      mlflow_secret=None))
     with exclusive_store(home, f"recipe {recipe.name}"), steps_stopped_on_signal():
