@@ -30,25 +30,3 @@ def redact_uri(uri: str) -> str:
     if sep and "@" in rest.split("/")[0]:
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return uri
-
-
-def check_model_source(uri: str, what: str) -> str:
-    """Weights and pickles are code: load them only from the configured registry or object store.
-
-    Allowed: ``models:/…`` and ``mlflow-artifacts:/…`` (the configured MLflow), a local path (a
-    volume the platform mounted, e.g. KServe's /mnt/models), and ``s3://`` / ``minio://`` URIs in a
-    bucket named by ``PLATFORM_MODEL_BUCKETS`` (comma-separated) or by MLflow's artifact destination.
-    """
-    scheme, sep, rest = uri.partition("://")
-    if uri.startswith(("models:/", "mlflow-artifacts:/")) or not sep or scheme == "file":
-        return uri
-    buckets = {b.strip() for b in os.environ.get("PLATFORM_MODEL_BUCKETS", "").split(",") if b.strip()}
-    destination = os.environ.get("PLATFORM_MLFLOW_ARTIFACTS_DESTINATION", "")
-    if destination.startswith("s3://"):
-        buckets.add(destination[5:].split("/")[0])
-    if scheme in ("s3", "minio") and rest.split("/")[0] in buckets:
-        return uri
-    allowed = ", ".join(["models:/<name>@<alias>", "a local path"] + [f"s3://{b}/…" for b in sorted(buckets)])
-    raise PermissionError(f"{what}: refusing to load a model from {uri!r}; models are loaded only from the "
-                          f"configured registry or object store ({allowed}); add a bucket to PLATFORM_MODEL_BUCKETS "
-                          "to allow it")

@@ -32,22 +32,29 @@ def _install_error_handlers() -> None:
     app.add_exception_handler(PredictionTimeout, timeout)
 
 
-def _local_model_dir(model_dir: str) -> str:
-    """A storage URI (outside KServe, which mounts it at /mnt/models) is fetched once, if allowed."""
-    from components.settings import check_model_source
-
-    check_model_source(model_dir, "--model_dir")
+def _local_model_dir(model_dir: str, expected_digest: str = "") -> str:
+    """A storage URI (outside KServe, which mounts it at /mnt/models) is fetched once, if allowed; a
+    registered version, and any bundle given with --expected_digest, only if its files are the registered ones."""
     import tempfile
 
-    if model_dir.startswith(("models:/", "mlflow-artifacts:/")):
+    from components.model_source import check_model_source, fetch_registered, verify_bundle
+
+    check_model_source(model_dir, "--model_dir")
+    if model_dir.startswith("models:/"):
+        return str(fetch_registered(model_dir, "--model_dir")[0])
+    if model_dir.startswith("mlflow-artifacts:/"):
         import mlflow.artifacts
 
-        return mlflow.artifacts.download_artifacts(artifact_uri=model_dir, dst_path=tempfile.mkdtemp(prefix="model-"))
-    if "://" in model_dir and not model_dir.startswith("file://"):
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_dir, dst_path=tempfile.mkdtemp(prefix="model-"))
+    elif "://" in model_dir and not model_dir.startswith("file://"):
         from kserve_storage import Storage
 
-        return Storage.download(model_dir, tempfile.mkdtemp(prefix="model-"))
-    return model_dir.removeprefix("file://")
+        local = Storage.download(model_dir, tempfile.mkdtemp(prefix="model-"))
+    else:
+        local = model_dir.removeprefix("file://")
+    if expected_digest:
+        verify_bundle(local, expected_digest, "--model_dir")
+    return local
 
 
 def main() -> None:
@@ -63,6 +70,9 @@ def main() -> None:
                         help="Larger request bodies are refused with 413.")
     parser.add_argument("--log_level", default=os.environ.get("LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--expected_digest", default=os.environ.get("MODEL_DIGEST", ""),
+                        help="SHA-256 of the bundle's file manifest (the registered version's bundle_sha256 tag); "
+                             "the server refuses to load other files. Deploy passes it.")
     parser.add_argument("--model_version", default=os.environ.get("MODEL_VERSION", ""),
                         help="The registered version served; reported in V2 model metadata (`versions`).")
     args, _ = parser.parse_known_args()
@@ -71,7 +81,7 @@ def main() -> None:
 
         report_version(args.model_version)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    model = BundlePredictor(args.model_name, _local_model_dir(args.model_dir), args.max_batch_rows, args.max_batch_wait_ms,
+    model = BundlePredictor(args.model_name, _local_model_dir(args.model_dir, args.expected_digest), args.max_batch_rows, args.max_batch_wait_ms,
                             args.request_timeout_s)
     model.load()
     _install_error_handlers()

@@ -177,13 +177,11 @@ def to_scores(out: np.ndarray, task: str) -> np.ndarray:
 
 def load_initial_weights(net: nn.Module, source: str) -> None:
     """Fine-tuning: start from a registered version (models:/…), a bundle directory or a .pt file."""
-    from ..settings import check_model_source
+    from ..model_source import check_model_source, fetch_registered
 
     path = Path(check_model_source(source, "train.init_from"))
-    if source.startswith("models:/"):
-        import mlflow.artifacts
-
-        path = Path(mlflow.artifacts.download_artifacts(artifact_uri=source))
+    if source.startswith("models:/"):  # checked against the registered digest before torch.load
+        path = fetch_registered(source, "train.init_from")[0]
     if path.is_dir():
         from ..bundle import PAYLOAD
 

@@ -59,12 +59,28 @@ def storage_uri(model_name: str, version: str) -> str:
     return uri
 
 
-def inference_service(recipe: Recipe, storage_uri: str, version: str) -> dict:
+def registered_digest(name: str, version: str) -> str:
+    """The bundle digest register recorded on the version; the model server refuses other files."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from ..model_source import DIGEST_TAG
+
+    try:
+        return MlflowClient().get_model_version(name, version).tags.get(DIGEST_TAG, "")
+    except MlflowException as exc:  # a bundle served by hand, not a registered version
+        log.warning("no registered digest for %s version %s (%s); the server will not re-check its files",
+                    name, version, str(exc).splitlines()[0][:120])
+        return ""
+
+
+def inference_service(recipe: Recipe, storage_uri: str, version: str, digest: str = "") -> dict:
     name, spec = recipe.registry.model_name, recipe.deploy
     predictor = {
         "serviceAccountName": spec.service_account,
         "model": {"modelFormat": {"name": "kfp-ml-bundle"}, "runtime": spec.runtime, "storageUri": storage_uri,
-                  "args": [f"--model_name={name}", f"--model_version={version}"],
+                  "args": [f"--model_name={name}", f"--model_version={version}"]
+                  + ([f"--expected_digest={digest}"] if digest else []),
                   "resources": {"requests": {"cpu": spec.cpu, "memory": spec.memory},
                                 "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit}}},
     }
@@ -152,7 +168,7 @@ def deploy(recipe: Recipe, manifest_path: str | None = None, registration: str |
     if registered is not None and (registered.get("alias") != "champion"
                                    or str(registered.get("version")) != version):
         return _leave_champion(recipe, registered, version, manifest_path)
-    manifest = inference_service(recipe, storage_uri(name, version), version)
+    manifest = inference_service(recipe, storage_uri(name, version), version, registered_digest(name, version))
     if manifest_path:
         with atomic_path(manifest_path) as tmp:
             tmp.write_text(yaml.safe_dump(manifest, sort_keys=False))
@@ -184,13 +200,13 @@ def _leave_champion(recipe: Recipe, registered: dict, champion: str, manifest_pa
 
 def fetch_version(name: str, version: str) -> Path:
     """Download a registered version once, the way KServe's storage initializer would."""
-    import mlflow.artifacts
+    from ..model_source import fetch_registered
 
     dest = platform_home() / "serving" / name / f"v{version}"
     if not (dest / "MLmodel").is_file():
         with atomic_path(dest) as tmp:
             tmp.mkdir()
-            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp))
+            fetch_registered(f"models:/{name}/{version}", "deploy", tmp)  # refuses files not as registered
     return dest
 
 
@@ -344,6 +360,9 @@ def _launch(name: str, model_dir: Path, port: int, version: str | None, log_path
            "--http_port", str(port)]
     if version:
         cmd.append(f"--model_version={version}")
+        digest = registered_digest(name, version)
+        if digest:  # the server re-checks the files it loads, even from this cache
+            cmd.append(f"--expected_digest={digest}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     with open(log_path, "ab") as log_file:
         log_file.write(f"---- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name} version {version or '?'} "

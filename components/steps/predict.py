@@ -25,24 +25,14 @@ TABLE_FAMILIES = ("tabular", "text")
 
 
 def fetch_model(uri: str) -> tuple[Path, str]:
-    """A bundle directory for a model URI (``models:/name@alias``, ``models:/name/3``, or a local bundle)
-    and the version it is; only from the configured registry or object store."""
-    from ..settings import check_model_source
+    """A bundle directory for ``models:/name@alias``, ``models:/name/3`` (checked against the registered
+    digest; an alias pinned to one version) or a local bundle, and the version it is."""
+    from ..model_source import check_model_source, fetch_registered
 
-    check_model_source(uri, "--model")
-    if not uri.startswith("models:/"):
-        return Path(uri), Path(uri).name
-    import mlflow.artifacts
-    from mlflow import MlflowClient
-
-    name, _, alias = uri.removeprefix("models:/").partition("@")
-    if alias:  # pin the alias to the version it names now, so every row is scored by one version
-        version = MlflowClient().get_model_version_by_alias(name, alias).version
-        uri = f"models:/{name}/{version}"
-    else:
-        version = uri.rsplit("/", 1)[-1]
-    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="batch-model-"))
-    return Path(local), str(version)
+    if uri.startswith("models:/"):
+        local, _, version = fetch_registered(uri, "--model")
+        return local, version
+    return Path(check_model_source(uri, "--model")), Path(uri).name
 
 
 def chunks(paths: list[Path], rows: int) -> Iterator[pd.DataFrame]:

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from ..bundle import read_json, read_meta
+from ..model_source import DIGEST_TAG, MANIFEST_ARTIFACT, file_manifest, manifest_digest
 from ..recipe import Recipe
 from ..registry import make_champion
 from .evaluate import LOWER_IS_BETTER
@@ -79,7 +80,8 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
                     "gate": v.tags.get("gate", "")}
 
     meta = read_meta(model_path)
-    lineage = {"pipeline_run_id": pipeline_run_id, "recipe_hash": recipe.hash(),
+    manifest = file_manifest(model_path)  # what serving and init_from will accept as this version
+    lineage = {"pipeline_run_id": pipeline_run_id, "recipe_hash": recipe.hash(), DIGEST_TAG: manifest_digest(manifest),
                "data_hash": meta.lineage.get("data_hash", ""), "git_commit": git_commit(),
                "gate": verdict, "model": meta.model_name}
     experiment_id = _experiment_id(client, recipe.experiment)
@@ -91,6 +93,7 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
         try:
             mlflow.log_artifacts(eval_dir, "evaluation")
             mlflow.log_dict(recipe.model_dump(mode="json", by_alias=True), "recipe.json")
+            mlflow.log_dict(manifest, MANIFEST_ARTIFACT)
             # The bundle is already a complete pyfunc model (signature, input example): upload it as
             # it is, so the registered version is byte for byte what evaluate scored.
             logged = mlflow.initialize_logged_model(name="model", source_run_id=run.info.run_id, tags=lineage,

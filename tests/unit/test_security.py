@@ -1,7 +1,8 @@
 """Security rules that need no service: where models may come from, and secrets kept out of logs."""
 import pytest
 
-from components.settings import check_model_source, redact_uri
+from components.model_source import check_model_source
+from components.settings import redact_uri
 from tests.conftest import make_recipe, run_steps
 
 
@@ -21,6 +22,38 @@ def test_other_sources_are_refused_with_what_is_allowed(uri, monkeypatch):
     monkeypatch.delenv("PLATFORM_MLFLOW_ARTIFACTS_DESTINATION", raising=False)
     with pytest.raises(PermissionError, match=r"refusing to load a model from .*s3://team-models/"):
         check_model_source(uri, "test")
+
+
+@pytest.mark.parametrize("uri", [
+    "mlflow-artifacts://any-host:5000/x", "models://any-host/x",            # another server's authority
+    "s3://team-models/../other-bucket/m", "s3://team-models/a/%2e%2e/b/m",  # traversal, plain or encoded
+    "s3://team-models/a\\..\\b", "s3://team-models/", "s3:///team-models/x", "models:/a/../../b",
+    "s3://team-models/a/%252e%252e/b", "file://evil-host/tmp/model.pt",
+])
+def test_bypasses_are_refused(uri, monkeypatch):
+    monkeypatch.setenv("PLATFORM_MODEL_BUCKETS", "team-models")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.kubeflow:5000")
+    with pytest.raises(PermissionError, match="refusing to load a model from"):
+        check_model_source(uri, "test")
+
+
+def test_only_the_configured_tracking_server_may_be_named(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.kubeflow:5000")
+    assert check_model_source("models://mlflow.kubeflow:5000/housing/1", "t")
+    assert check_model_source("mlflow-artifacts://mlflow.kubeflow:5000/1/models/m-1/artifacts", "t")
+
+
+def test_a_symlink_cannot_lead_out_of_the_model_roots(tmp_path, monkeypatch):
+    root, outside = tmp_path / "models", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    (root / "ok").mkdir()
+    (root / "escape").symlink_to(outside)
+    monkeypatch.setenv("PLATFORM_MODEL_ROOTS", str(root))
+    assert check_model_source(str(root / "ok"), "t")
+    for bad in (root / "escape", root / "ok" / ".." / ".." / "elsewhere"):
+        with pytest.raises(PermissionError, match=r"a local path under"):
+            check_model_source(str(bad), "t")
 
 
 def test_fine_tuning_refuses_weights_from_an_unconfigured_place(tmp_path):
