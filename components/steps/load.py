@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 
 from ..recipe import Recipe
 from ..storage import atomic_path, content_hash, expand
-from ..tasks.tabular import concat_tables, read_frames
+from ..errors import DataError
+from ..tasks.tabular import check_flat_columns, concat_tables, read_frames
 from ..tasks.timeseries import read_channels
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ def load(recipe: Recipe, output_path: str) -> dict:
         df = read_channels(paths, frames, recipe.timeseries.timestamp_column)
     else:
         df = concat_tables(paths, frames)
+    check_flat_columns(df, recipe.data.uri, skip=recipe.data.drop_columns)
     if recipe.data.sample_rows and recipe.data.sample_rows < len(df):
         df = (df.tail(recipe.data.sample_rows) if recipe.family == "timeseries"  # keep time order
               else df.sample(n=recipe.data.sample_rows, random_state=recipe.split.seed)).reset_index(drop=True)
@@ -49,7 +51,13 @@ def load(recipe: Recipe, output_path: str) -> dict:
 
 def _write(recipe: Recipe, df: pd.DataFrame, found: dict, output_path: str) -> dict:
     info = {"source": recipe.data.uri, **found, "rows": len(df), "columns": list(map(str, df.columns))}
-    table = pa.Table.from_pandas(df, preserve_index=False)
+    try:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. a column mixing numbers and text
+        mixed = {str(c): sorted({type(v).__name__ for v in df[c].dropna()}) for c in df.columns
+                 if df[c].dtype == object and len({type(v) for v in df[c].dropna()}) > 1}
+        what = "; ".join(f"column {c!r} mixes {' and '.join(kinds)} values" for c, kinds in mixed.items()) or str(exc)
+        raise DataError(f"{recipe.data.uri}: {what}; expected one type per column (numbers, or text)") from None
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(info).encode()})
     with atomic_path(output_path) as tmp:
         pq.write_table(table, tmp)

@@ -6,6 +6,8 @@ preprocess step. Everything *fitted* (imputers, scalers, encoders) is built by
 """
 from __future__ import annotations
 
+import csv
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ READERS = {
     ".pq": lambda p: pd.read_parquet(p),
 }
 FORMAT_SUFFIX = {"csv": ".csv", "json": ".json", "parquet": ".parquet"}
+log = logging.getLogger(__name__)
 
 
 def _read_json(path: Path) -> pd.DataFrame:
@@ -44,6 +47,14 @@ def read_frames(paths: list[Path], fmt: str = "auto") -> list[pd.DataFrame]:
         if path.stat().st_size == 0:
             raise DataError(f"{path} is empty (0 bytes); expected a table with a header and rows")
         try:
+            names = _header_names(path, suffix)
+        except Exception as exc:
+            raise DataError(f"{path} could not be read as {suffix[1:]}: {exc}") from exc
+        repeated = sorted({n for n in names if n and names.count(n) > 1})
+        if repeated:
+            raise DataError(f"{path}: column name(s) {repeated} appear more than once in the header; "
+                            "expected each column name once")
+        try:
             frame = reader(path)
         except Exception as exc:  # the readers raise many types; name the file once
             raise DataError(f"{path} could not be read as {suffix[1:]}: {exc}") from exc
@@ -51,6 +62,44 @@ def read_frames(paths: list[Path], fmt: str = "auto") -> list[pd.DataFrame]:
             raise DataError(f"{path} holds no rows; expected at least one data row")
         frames.append(frame)
     return frames
+
+
+def _header_names(path: Path, suffix: str) -> list[str]:
+    """Column names as the file spells them: pandas renames a repeated CSV name to ``a.1`` silently."""
+    if suffix in (".csv", ".tsv"):
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+            return next(csv.reader(fh, delimiter="\t" if suffix == ".tsv" else ","), [])
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return pq.read_schema(path).names
+    return []
+
+
+def _is_nested(value: Any) -> bool:
+    return isinstance(value, (dict, list, tuple, set, np.ndarray))
+
+
+def check_flat_columns(df: pd.DataFrame, source: str, skip: list[str] = ()) -> None:
+    """Tables hold one number, string or missing value per cell; nested values (Parquet struct, list or
+    map columns, JSON objects or arrays) are named with their type instead of failing later."""
+    import pyarrow as pa
+
+    nested = {}
+    for col in df.columns:
+        if col in skip or df[col].dtype != object:
+            continue
+        values = df[col][df[col].map(_is_nested)]
+        if len(values):
+            try:
+                kind = str(pa.array(values.head(20).tolist()).type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                kind = type(values.iloc[0]).__name__
+            nested[str(col)] = kind
+    if nested:
+        listed = ", ".join(f"{name!r} ({kind})" for name, kind in nested.items())
+        raise DataError(f"{source}: column(s) {listed} hold nested values; expected flat columns (one number or "
+                        "string per cell): flatten them or list them in data.drop_columns")
 
 
 def concat_tables(paths: list[Path], frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -94,19 +143,29 @@ def clean_table(df: pd.DataFrame, recipe: Recipe, source: str = "data") -> tuple
         raise DataError(f"{source}: the recipe names columns {missing_cols} that are not in the table; "
                         f"columns are {list(df.columns)}")
     report: dict[str, int] = {"rows_in": len(df)}
-    df = df.drop(columns=recipe.data.drop_columns).apply(_coerce_numeric)
+    df = df.drop(columns=recipe.data.drop_columns)
+    check_flat_columns(df, source)
+    df = df.apply(_coerce_numeric)
 
     for col in df.columns:
         if df[col].isna().all():
+            if col == target:
+                raise DataError(f"{source}: target column {target!r} has no values (all missing); "
+                                "expected a value to predict in each row")
             raise DataError(f"{source}: column {col!r} has no values (all missing); "
                             "drop it with data.drop_columns or fix the file")
     if spec.drop_duplicates:
         before = len(df)
         df = df.drop_duplicates()
         report["duplicates_dropped"] = before - len(df)
-    before = len(df)
-    df = df[df[target].notna()]
-    report["missing_target_dropped"] = before - len(df)
+    df, dropped = _drop_unusable_targets(df, target, source)
+    report.update(dropped)
+    inf_features = [c for c in df.columns if c != target and _is_float(df[c]) and np.isinf(df[c]).any()]
+    if inf_features:
+        counts = {c: int(np.isinf(df[c]).sum()) for c in inf_features}
+        log.warning("%s: infinite feature values treated as missing: %s", source, counts)
+        df = df.assign(**{c: df[c].replace([np.inf, -np.inf], np.nan) for c in inf_features})
+        report["infinite_feature_values_as_missing"] = sum(counts.values())
 
     features = [c for c in df.columns if c != target and c != recipe.split.group_column]
     strategies = {c: spec.missing_per_column.get(c, spec.missing) for c in features}
@@ -147,6 +206,28 @@ def clean_table(df: pd.DataFrame, recipe: Recipe, source: str = "data") -> tuple
     if not schema["features"]:
         raise DataError(f"{source}: no feature columns besides target {target!r}")
     return df.reset_index(drop=True), schema
+
+
+def _is_float(col: pd.Series) -> bool:
+    return pd.api.types.is_float_dtype(col)
+
+
+def _drop_unusable_targets(df: pd.DataFrame, target: str, source: str) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Rows whose target is missing or ±inf teach nothing and crash the fit: dropped and counted."""
+    y = df[target]
+    missing = y.isna()
+    infinite = np.isinf(y) if _is_float(y) else pd.Series(False, index=y.index)
+    counts = {"missing_target_dropped": int(missing.sum()), "infinite_target_dropped": int(infinite.sum())}
+    if not counts["missing_target_dropped"] and not counts["infinite_target_dropped"]:
+        return df, counts
+    log.warning("%s: dropped %d row(s) whose target %r is missing and %d whose target is infinite", source,
+                counts["missing_target_dropped"], target, counts["infinite_target_dropped"])
+    kept = df[~(missing | infinite)]
+    if kept.empty:
+        raise DataError(f"{source}: target column {target!r} has no finite value ({counts['missing_target_dropped']} "
+                        f"missing, {counts['infinite_target_dropped']} infinite); expected a value to predict in "
+                        "each row")
+    return kept, counts
 
 
 def _check_target(y: pd.Series, recipe: Recipe, source: str) -> list[str] | None:

@@ -76,3 +76,39 @@ def test_recipe_columns_must_exist(tmp_path):
     frame = pd.DataFrame({"a": [1, 2], "y": [1.0, 2.0]})
     with pytest.raises(DataError, match=r"names columns \['ghost'\]"):
         run(tmp_path, frame, data={"drop_columns": ["ghost"]})
+
+
+# --- non-finite targets (issue 10, item 9) ----------------------------------------------------
+
+def test_infinite_and_missing_targets_are_dropped_counted_and_reported(tmp_path, caplog):
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0, 5.0], "y": [1.0, np.inf, -np.inf, np.nan, 5.0]})
+    with caplog.at_level("WARNING"):
+        clean, schema, (_, schema_file, report) = run(tmp_path, frame)
+    assert clean["y"].tolist() == [1.0, 5.0] and np.isfinite(clean["y"]).all()
+    rows = json.loads(schema_file.read_text())["rows"]
+    assert rows["infinite_target_dropped"] == 2 and rows["missing_target_dropped"] == 1
+    assert "infinite target dropped: 2" in report.read_text()
+    assert "2 whose target is infinite" in caplog.text
+    assert np.isfinite(schema["target_stats"]["max"])
+
+
+def test_target_with_no_finite_value_names_the_target(tmp_path):
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "y": [np.inf, -np.inf, np.nan]})
+    with pytest.raises(DataError, match=r"target column 'y' has no finite value \(1 missing, 2 infinite\)"):
+        run(tmp_path, frame)
+    assert not (tmp_path / "clean.parquet").exists() and not (tmp_path / "schema.json").exists()
+
+
+def test_infinite_feature_values_become_missing_and_are_counted(tmp_path):
+    frame = pd.DataFrame({"a": [1.0, np.inf, 3.0, 4.0], "y": [1.0, 2.0, 3.0, 4.0]})
+    clean, schema, _ = run(tmp_path, frame)
+    assert clean["a"].isna().sum() == 1 and schema["rows"]["infinite_feature_values_as_missing"] == 1
+    assert schema["features"][0]["missing"] == 1 and np.isfinite(schema["features"][0]["stats"]["max"])
+
+
+def test_nested_values_reaching_preprocess_are_named(tmp_path):
+    from components.tasks.tabular import clean_table
+
+    frame = pd.DataFrame({"a": [1, 2], "meta": [{"k": 1}, {"k": 2}], "y": [1.0, 2.0]})
+    with pytest.raises(DataError, match=r"t\.parquet: column\(s\) 'meta' \(struct<k: int64>\) hold nested values"):
+        clean_table(frame, make_recipe(data={"target": "y"}), "t.parquet")
