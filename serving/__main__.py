@@ -32,12 +32,13 @@ def _install_error_handlers() -> None:
     app.add_exception_handler(PredictionTimeout, timeout)
 
 
-def _local_model_dir(model_dir: str, expected_digest: str = "") -> str:
+def _local_model_dir(model_dir: str) -> str:
     """A storage URI (outside KServe, which mounts it at /mnt/models) is fetched once, if allowed; a
-    registered version, and any bundle given with --expected_digest, only if its files are the registered ones."""
+    registered version (models:/) only if its files hash to the digest the registry holds for it.
+    Any other bundle is checked against --expected_digest by the predictor, before it is unpickled."""
     import tempfile
 
-    from components.model_source import check_model_source, fetch_registered, verify_bundle
+    from components.model_source import check_model_source, fetch_registered
 
     check_model_source(model_dir, "--model_dir")
     if model_dir.startswith("models:/"):
@@ -45,16 +46,12 @@ def _local_model_dir(model_dir: str, expected_digest: str = "") -> str:
     if model_dir.startswith("mlflow-artifacts:/"):
         import mlflow.artifacts
 
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_dir, dst_path=tempfile.mkdtemp(prefix="model-"))
-    elif "://" in model_dir and not model_dir.startswith("file://"):
+        return mlflow.artifacts.download_artifacts(artifact_uri=model_dir, dst_path=tempfile.mkdtemp(prefix="model-"))
+    if "://" in model_dir and not model_dir.startswith("file://"):
         from kserve_storage import Storage
 
-        local = Storage.download(model_dir, tempfile.mkdtemp(prefix="model-"))
-    else:
-        local = model_dir.removeprefix("file://")
-    if expected_digest:
-        verify_bundle(local, expected_digest, "--model_dir")
-    return local
+        return Storage.download(model_dir, tempfile.mkdtemp(prefix="model-"))
+    return model_dir.removeprefix("file://")
 
 
 def main() -> None:
@@ -81,8 +78,11 @@ def main() -> None:
 
         report_version(args.model_version)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    model = BundlePredictor(args.model_name, _local_model_dir(args.model_dir, args.expected_digest), args.max_batch_rows, args.max_batch_wait_ms,
-                            args.request_timeout_s)
+    if not args.expected_digest and not args.model_dir.startswith("models:/"):
+        logging.getLogger(__name__).warning("--model_dir %s is loaded without a registered digest to check its "
+                                            "files against; pass --expected_digest", args.model_dir)
+    model = BundlePredictor(args.model_name, _local_model_dir(args.model_dir), args.max_batch_rows,
+                            args.max_batch_wait_ms, args.request_timeout_s, expected_digest=args.expected_digest)
     model.load()
     _install_error_handlers()
     model_server.app.add_middleware(RequestGuard, max_bytes=args.max_request_bytes, models={args.model_name})

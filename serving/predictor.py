@@ -21,6 +21,7 @@ from kserve.errors import InferenceError, InvalidInput
 
 from components.bundle import Bundle, load_bundle
 from components.errors import InvalidInputError
+from components.model_source import verify_bundle
 
 from . import media, metrics
 from .batching import MicroBatcher
@@ -35,14 +36,16 @@ class PredictionTimeout(RuntimeError):
 
 class BundlePredictor(Model):
     def __init__(self, name: str, model_dir: str, max_batch_rows: int = 256, max_wait_ms: float = 2.0,
-                 timeout_s: float = 30.0):
+                 timeout_s: float = 30.0, expected_digest: str = ""):
         super().__init__(name)
-        self.model_dir = model_dir
+        self.model_dir, self.expected_digest = model_dir, expected_digest
         self.max_batch_rows, self.max_wait_ms, self.timeout_s = max_batch_rows, max_wait_ms, timeout_s
         self.bundle: Bundle | None = None
         self.batcher: MicroBatcher | None = None
 
     def load(self) -> bool:
+        if self.expected_digest:  # checked here, right before anything in the bundle is unpickled
+            verify_bundle(self.model_dir, self.expected_digest, f"model {self.name}")
         self.bundle = load_bundle(self.model_dir)
         self.series = self.bundle.meta.series  # None for tables
         self.media = None

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 from ..bundle import read_json, read_meta
-from ..model_source import DIGEST_TAG, MANIFEST_ARTIFACT, file_manifest, manifest_digest
+from ..model_source import DIGEST_TAG, file_manifest, manifest_digest, write_manifest
 from ..recipe import Recipe
 from ..registry import make_champion
 from .evaluate import LOWER_IS_BETTER
@@ -93,12 +94,13 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
         try:
             mlflow.log_artifacts(eval_dir, "evaluation")
             mlflow.log_dict(recipe.model_dump(mode="json", by_alias=True), "recipe.json")
-            mlflow.log_dict(manifest, MANIFEST_ARTIFACT)
             # The bundle is already a complete pyfunc model (signature, input example): upload it as
             # it is, so the registered version is byte for byte what evaluate scored.
             logged = mlflow.initialize_logged_model(name="model", source_run_id=run.info.run_id, tags=lineage,
                                                     experiment_id=experiment_id)
             client.log_model_artifacts(logged.model_id, str(model_path))
+            with tempfile.TemporaryDirectory() as tmp:  # the full manifest rides with the files it names
+                client.log_model_artifact(logged.model_id, str(write_manifest(manifest, tmp)))
         except Exception as exc:  # object store down, credentials refused, proxy error: the run ends FAILED
             raise ConnectionError(
                 f"uploading to MLflow's artifact store ({run.info.artifact_uri}) failed after retries "

@@ -1,7 +1,8 @@
 """Security rules that need no service: where models may come from, and secrets kept out of logs."""
 import pytest
 
-from components.model_source import check_model_source
+from components.model_source import (BundleIntegrityError, check_model_source, file_manifest, manifest_digest,
+                                     verify_bundle, write_manifest)
 from components.settings import redact_uri
 from tests.conftest import make_recipe, run_steps
 
@@ -54,6 +55,70 @@ def test_a_symlink_cannot_lead_out_of_the_model_roots(tmp_path, monkeypatch):
     for bad in (root / "escape", root / "ok" / ".." / ".." / "elsewhere"):
         with pytest.raises(PermissionError, match=r"a local path under"):
             check_model_source(str(bad), "t")
+
+
+@pytest.mark.parametrize("uri", ["models://evil@mlflow.kubeflow:5000/housing/1",
+                                 "mlflow-artifacts://mlflow.kubeflow:5000/1/x?redirect=evil", "models:/housing/1#x"])
+def test_the_tracking_server_named_with_extras_is_refused(uri, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cr3t@mlflow.kubeflow:5000")
+    with pytest.raises(PermissionError, match="refusing") as refused:
+        check_model_source(uri, "t")
+    assert "s3cr3t" not in str(refused.value), "the allowed list shows the tracking host, never its password"
+
+
+def _bundle(tmp_path):
+    root = tmp_path / "bundle"
+    (root / "artifacts" / "bundle").mkdir(parents=True)
+    (root / "MLmodel").write_text("flavors: {}")
+    (root / "artifacts" / "bundle" / "transform.joblib").write_bytes(b"fitted")
+    manifest = file_manifest(root)
+    write_manifest(manifest, root)  # as register logs it beside the files
+    return root, manifest_digest(manifest)
+
+
+def test_a_bundle_as_registered_passes(tmp_path):
+    root, digest = _bundle(tmp_path)
+    (root / "registered_model_meta").write_text("model_name: x")  # MLflow adds it to every download
+    verify_bundle(root, digest, "t")
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda r: (r / "artifacts/bundle/transform.joblib").write_bytes(b"evil"), "transform.joblib was changed"),
+    (lambda r: (r / "artifacts/bundle/transform.joblib").unlink(), "transform.joblib is missing"),
+    (lambda r: (r / "artifacts/bundle/extra.pkl").write_bytes(b"x"), "extra.pkl was not registered"),
+])
+def test_a_changed_bundle_is_refused_naming_the_file(tmp_path, change, named):
+    root, digest = _bundle(tmp_path)
+    change(root)
+    with pytest.raises(BundleIntegrityError, match=f"t: the model files in .* are not the registered ones: .*{named}"):
+        verify_bundle(root, digest, "t")
+
+
+def test_a_rewritten_manifest_does_not_make_a_changed_bundle_pass(tmp_path):
+    root, digest = _bundle(tmp_path)
+    (root / "artifacts/bundle/transform.joblib").write_bytes(b"evil")
+    write_manifest(file_manifest(root), root)  # the attacker updates the manifest file too
+    with pytest.raises(BundleIntegrityError, match="does not match the registered digest either"):
+        verify_bundle(root, digest, "t")
+
+
+def test_a_symlink_out_of_the_bundle_is_refused(tmp_path):
+    root, digest = _bundle(tmp_path)
+    outside = tmp_path / "outside.joblib"
+    outside.write_bytes(b"fitted")  # same bytes: still refused, the link itself is the escape
+    (root / "artifacts/bundle/transform.joblib").unlink()
+    (root / "artifacts/bundle/transform.joblib").symlink_to(outside)
+    with pytest.raises(BundleIntegrityError, match="symlink .* outside the bundle"):
+        verify_bundle(root, digest, "t")
+
+
+def test_the_predictor_checks_a_bundle_dir_before_unpickling(tmp_path):
+    from serving.predictor import BundlePredictor
+
+    root, digest = _bundle(tmp_path)
+    (root / "artifacts/bundle/transform.joblib").write_bytes(b"evil")
+    with pytest.raises(BundleIntegrityError, match="model m: .*transform.joblib was changed"):
+        BundlePredictor("m", str(root), expected_digest=digest).load()
 
 
 def test_fine_tuning_refuses_weights_from_an_unconfigured_place(tmp_path):
