@@ -8,7 +8,8 @@ import os
 import kserve
 from kserve import model_server
 
-from .guard import RequestGuard
+from . import media
+from .guard import RequestGuard, header_timeout_protocol
 from .predictor import BundlePredictor, PredictionTimeout
 
 
@@ -30,6 +31,26 @@ def _install_error_handlers() -> None:
         return JSONResponse(status_code=504, content={"error": str(exc)})
 
     app.add_exception_handler(PredictionTimeout, timeout)
+
+    async def too_large(request, exc: media.RequestTooLarge):
+        return JSONResponse(status_code=413, content={"error": str(exc)})
+
+    app.add_exception_handler(media.RequestTooLarge, too_large)
+
+
+class _ModelServer(kserve.ModelServer):
+    """kserve.ModelServer with the uvicorn settings KServe 0.21 does not expose: the address to listen on
+    (it hard-codes 0.0.0.0) and a protocol class that closes connections whose headers never complete."""
+
+    def __init__(self, host: str, header_timeout_s: float, **kwargs):
+        super().__init__(**kwargs)
+        self.host, self.header_timeout_s = host, header_timeout_s
+
+    async def _serve(self):
+        config = self._rest_server.config  # built in start(); uvicorn reads it when it starts serving
+        config.host = self.host
+        config.http = header_timeout_protocol(self.header_timeout_s)
+        await super()._serve()
 
 
 def _local_model_dir(model_dir: str) -> str:
@@ -64,7 +85,21 @@ def main() -> None:
     parser.add_argument("--request_timeout_s", type=float, default=float(os.environ.get("REQUEST_TIMEOUT_S", 30)),
                         help="A prediction not answered within this many seconds gets 504.")
     parser.add_argument("--max_request_bytes", type=int, default=int(os.environ.get("MAX_REQUEST_BYTES", 16 << 20)),
-                        help="Larger request bodies are refused with 413.")
+                        help="Larger request bodies are refused with 413 (chunked ones as the bytes stream in).")
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"),
+                        help="Address to listen on. 127.0.0.1 (this machine only) unless asked: the serving image "
+                             "passes 0.0.0.0. The server has no authentication of its own.")
+    parser.add_argument("--header_timeout_s", type=float, default=float(os.environ.get("HEADER_TIMEOUT_S", 10)),
+                        help="A connection whose request headers are not complete within this many seconds is "
+                             "closed (408).")
+    parser.add_argument("--body_timeout_s", type=float, default=float(os.environ.get("BODY_TIMEOUT_S", 30)),
+                        help="A request body not received within this many seconds gets 408.")
+    parser.add_argument("--max_images", type=int, default=int(os.environ.get("MAX_IMAGES", 64)),
+                        help="Images per request (more: 413).")
+    parser.add_argument("--max_image_pixels", type=int, default=int(os.environ.get("MAX_IMAGE_PIXELS", 4096 * 4096)),
+                        help="Width x height of one image, read from its header before decoding (more: 413).")
+    parser.add_argument("--max_request_pixels", type=int, default=int(os.environ.get("MAX_REQUEST_PIXELS", 64 << 20)),
+                        help="Pixels of all images in one request (more: 413).")
     parser.add_argument("--log_level", default=os.environ.get("LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--expected_digest", default=os.environ.get("MODEL_DIGEST", ""),
@@ -73,6 +108,9 @@ def main() -> None:
     parser.add_argument("--model_version", default=os.environ.get("MODEL_VERSION", ""),
                         help="The registered version served; reported in V2 model metadata (`versions`).")
     args, _ = parser.parse_known_args()
+    if args.workers != 1:
+        parser.error("--workers must be 1 (the listen address and header timeout apply to one process); "
+                     "scale with replicas instead")
     if args.model_version:
         from .version import report_version
 
@@ -85,8 +123,11 @@ def main() -> None:
                             args.max_batch_wait_ms, args.request_timeout_s, expected_digest=args.expected_digest)
     model.load()
     _install_error_handlers()
-    model_server.app.add_middleware(RequestGuard, max_bytes=args.max_request_bytes, models={args.model_name})
-    kserve.ModelServer(http_port=args.http_port, enable_grpc=False, workers=args.workers).start([model])
+    media.configure(args.max_images, args.max_image_pixels, args.max_request_pixels)
+    model_server.app.add_middleware(RequestGuard, max_bytes=args.max_request_bytes, models={args.model_name},
+                                    body_timeout_s=args.body_timeout_s)
+    _ModelServer(args.host, args.header_timeout_s, http_port=args.http_port, enable_grpc=False,
+                 workers=args.workers).start([model])
 
 
 if __name__ == "__main__":

@@ -5,13 +5,21 @@ V2  one BYTES input of shape [n]: base64 images (or raw bytes), or the texts.
 Classification answers carry the top-5 labels with probabilities; detection answers boxes
 (xyxy, pixels), class names and scores. Every answer carries ``timings_ms``: preprocess
 (decoding), inference (the model call) and postprocess (building the answer).
+
+Images are bounded before they are decoded: each image's pixel count (read from its header), the
+pixels of all images in one request, and the number of images (``RequestTooLarge``, HTTP 413).
+Decoding runs in a worker thread, one request at a time, so the event loop keeps answering
+(health checks, other requests) and at most one request's decoded pixels are in memory.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import io
 import json
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from kserve import InferOutput, InferRequest
@@ -19,7 +27,30 @@ from kserve.errors import InvalidInput
 
 from components.errors import InvalidInputError
 
-MAX_ITEMS = 256
+MAX_ITEMS = 256  # texts per request
+
+
+class RequestTooLarge(Exception):
+    """A request over a size limit that its Content-Length cannot show (pixels, images): HTTP 413."""
+
+
+@dataclass
+class Limits:
+    max_images: int = 64                  # images per request
+    max_image_pixels: int = 4096 * 4096   # width × height of one image
+    max_request_pixels: int = 64 << 20    # all images of one request
+
+
+LIMITS = Limits()
+
+
+def configure(max_images: int, max_image_pixels: int, max_request_pixels: int) -> None:
+    """Set the image limits (``python -m serving`` flags); PIL's own decompression-bomb check follows."""
+    from PIL import Image
+
+    LIMITS.max_images, LIMITS.max_image_pixels, LIMITS.max_request_pixels = \
+        max_images, max_image_pixels, max_request_pixels
+    Image.MAX_IMAGE_PIXELS = max_image_pixels
 
 
 def warmup_records(bundle) -> list:
@@ -37,7 +68,7 @@ def warmup_records(bundle) -> list:
 def v1_items(payload) -> list:
     if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list) or not payload["instances"]:
         raise InvalidInput('expected {"instances": [...]} with at least one base64 image (or text)')
-    return _bounded(payload["instances"])
+    return payload["instances"]
 
 
 def v2_items(request: InferRequest, family: str) -> list:
@@ -51,7 +82,7 @@ def v2_items(request: InferRequest, family: str) -> list:
         items = [v.decode() if isinstance(v, bytes) else v for v in items]
     else:  # base64 text or raw bytes, both are fine
         items = [v.decode() if _looks_encoded(v) else v for v in items]
-    return _bounded(items)
+    return items
 
 
 def _looks_encoded(value) -> bool:
@@ -59,10 +90,48 @@ def _looks_encoded(value) -> bool:
     return isinstance(value, bytes) and (value[:1].isalnum() or value[:1] in (b"+", b"/"))
 
 
-def _bounded(items: list) -> list:
-    if len(items) > MAX_ITEMS:
-        raise InvalidInput(f"{len(items)} items in one request; at most {MAX_ITEMS}")
-    return items
+def checked_images(items: list) -> list:
+    """Each image's size from its header, against the limits, before anything is decoded.
+
+    Returns the images as bytes; what is not an image is passed on unchanged for the decoder to
+    name. Runs in a worker thread (headers of up to ``max_images`` images).
+    """
+    from PIL import Image
+
+    if len(items) > LIMITS.max_images:
+        raise RequestTooLarge(f"{len(items)} images in one request; at most {LIMITS.max_images} (--max_images)")
+    out, total = [], 0
+    for n, item in enumerate(items):
+        data = item.get("b64", item.get("image")) if isinstance(item, dict) else item
+        if isinstance(data, str):
+            try:
+                data = base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                out.append(item)  # request_images says what is wrong with it
+                continue
+        if not isinstance(data, (bytes, bytearray)):
+            out.append(item)
+            continue
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+        except Image.DecompressionBombError as exc:
+            raise RequestTooLarge(f"instance {n}: {exc} (at most {LIMITS.max_image_pixels:,} pixels per image, "
+                                  "--max_image_pixels)") from None
+        except Exception:  # not an image: the decoder names it
+            out.append(bytes(data))
+            continue
+        pixels = width * height
+        if pixels > LIMITS.max_image_pixels:
+            raise RequestTooLarge(f"instance {n} is {width}x{height} = {pixels:,} pixels; at most "
+                                  f"{LIMITS.max_image_pixels:,} per image (--max_image_pixels); send it smaller")
+        total += pixels
+        if total > LIMITS.max_request_pixels:
+            raise RequestTooLarge(f"the images up to instance {n} hold {total:,} pixels; at most "
+                                  f"{LIMITS.max_request_pixels:,} per request (--max_request_pixels); send fewer "
+                                  "or smaller images")
+        out.append(bytes(data))
+    return out
 
 
 class MediaModel:
@@ -71,13 +140,23 @@ class MediaModel:
     def __init__(self, bundle, timeout_s: float):
         self.bundle, self.timeout_s = bundle, timeout_s
         self.lock = asyncio.Lock()
+        self.decoding = asyncio.Lock()  # one request's images decoded at a time: memory stays bounded
+
+    def _features(self, items: list):
+        if self.bundle.meta.family == "text":
+            if len(items) > MAX_ITEMS:
+                raise RequestTooLarge(f"{len(items)} texts in one request; at most {MAX_ITEMS}")
+        else:
+            items = checked_images(items)
+        try:
+            return self.bundle.features(items)
+        except InvalidInputError as exc:
+            raise InvalidInput(str(exc)) from None
 
     async def answer(self, items: list) -> tuple[list[dict], dict[str, float]]:
         t0 = time.perf_counter()
-        try:
-            inputs = self.bundle.features(items)
-        except InvalidInputError as exc:
-            raise InvalidInput(str(exc)) from None
+        async with self.decoding:
+            inputs = await asyncio.to_thread(self._features, items)
         t1 = time.perf_counter()
         async with self.lock:
             raw = await asyncio.wait_for(asyncio.to_thread(self.bundle.adapter.predict_raw, inputs), self.timeout_s)

@@ -28,6 +28,7 @@ from .batching import MicroBatcher
 
 log = logging.getLogger(__name__)
 MAX_INSTANCES = 100_000
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # models compute in float32: larger values become inf, then NaN
 
 
 class PredictionTimeout(RuntimeError):
@@ -88,16 +89,17 @@ class BundlePredictor(Model):
         if len(instances) > MAX_INSTANCES:
             raise InvalidInput(f'"instances" holds {len(instances)} records; at most {MAX_INSTANCES} per request')
         if self.series:
-            return instances  # windows [C][L]; the bundle checks their shape and values
+            _check_window_values(instances, "instances")
+            return instances  # windows [C][L]; the bundle checks their shape
         names = self.bundle.feature_names
         if all(isinstance(i, dict) for i in instances):
-            return pd.DataFrame.from_records(instances)
+            return self._checked_numbers(pd.DataFrame.from_records(instances))
         if all(isinstance(i, list) for i in instances):
             bad = next((n for n, i in enumerate(instances) if len(i) != len(names)), None)
             if bad is not None:
                 raise InvalidInput(f"instance {bad} has {len(instances[bad])} values; expected {len(names)} "
                                    f"in the order {names}")
-            return pd.DataFrame(instances, columns=names)
+            return self._checked_numbers(pd.DataFrame(instances, columns=names))
         raise InvalidInput("each instance must be an object {feature: value} or a list of feature values")
 
     def _v2_records(self, request: InferRequest):
@@ -108,12 +110,21 @@ class BundlePredictor(Model):
             if len(request.inputs) != 1:
                 raise InvalidInput(f"expected one input, a tensor of windows [n, {len(self.bundle.feature_names)}, "
                                    f"{self.series['context_len']}]; got {len(request.inputs)} inputs")
+            inp = request.inputs[0]
+            if inp.datatype in ("BOOL", "BYTES") or _has_bool(inp.data):
+                raise InvalidInput(f"input {inp.name!r} must hold numbers (FP32/FP64/INT*), not "
+                                   f"{'booleans' if inp.datatype != 'BYTES' else 'BYTES'}")
             try:
-                return request.inputs[0].as_numpy()
+                windows = inp.as_numpy()
             except Exception as exc:
-                raise InvalidInput(f"input {request.inputs[0].name!r}: {exc}") from None
+                raise InvalidInput(f"input {inp.name!r}: {exc}") from None
+            _check_window_values(windows, f"input {inp.name!r}")
+            return windows
         columns, lengths = {}, set()
+        numeric = {f["name"] for f in self.bundle.meta.features if f["kind"] == "numeric"}
         for inp in request.inputs:
+            if inp.name in numeric and (inp.datatype == "BOOL" or inp.datatype != "BYTES" and _has_bool(inp.data)):
+                raise InvalidInput(f"input {inp.name!r} expects numbers (FP64, FP32, INT64, ...), got booleans")
             try:
                 values = inp.as_numpy()
             except Exception as exc:
@@ -130,7 +141,42 @@ class BundlePredictor(Model):
             lengths.add(len(values))
         if len(lengths) != 1:
             raise InvalidInput(f"inputs have different lengths {sorted(lengths)}; every column needs the same n")
-        return pd.DataFrame(columns)
+        return self._checked_numbers(pd.DataFrame(columns))
+
+    def _checked_numbers(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Numeric features: true/false is not a number (pandas would read it as 1/0), and a value beyond
+        float32's range cannot be computed with (the model would answer NaN). The bundle checks the rest."""
+        for f in self.bundle.meta.features:
+            if f["kind"] != "numeric" or f["name"] not in frame.columns:
+                continue
+            col = frame[f["name"]]
+            flags = [isinstance(v, (bool, np.bool_)) for v in col] if col.dtype in (bool, object) else []
+            if any(flags):
+                row = flags.index(True)
+                raise InvalidInput(f"feature {f['name']!r} expects a number, got {str(bool(col.iloc[row])).lower()} "
+                                   f"(row {row})")
+            values = pd.to_numeric(col, errors="coerce") if col.dtype == object else col
+            with np.errstate(invalid="ignore", over="ignore"):
+                big = np.abs(np.asarray(values, dtype=np.float64)) > FLOAT32_MAX
+            if big.any():
+                row = int(np.flatnonzero(big)[0])
+                raise InvalidInput(f"feature {f['name']!r} must be a finite number within ±{FLOAT32_MAX:.3g}, got "
+                                   f"{float(values.iloc[row]):g} (row {row})")
+        return frame
+
+    def _no_finite_answer(self, records, row: int) -> str:
+        """Which values of a record that gave NaN/inf lie outside what the model was trained on."""
+        where = []
+        if isinstance(records, pd.DataFrame):
+            for f in self.bundle.meta.features:
+                s = f.get("stats", {})
+                if f["kind"] == "numeric" and f["name"] in records.columns and "min" in s and "max" in s:
+                    value = pd.to_numeric(records[f["name"]].iloc[row], errors="coerce")
+                    if pd.notna(value) and not s["min"] <= value <= s["max"]:
+                        where.append(f"{f['name']}={value:.4g} (trained on {s['min']:.4g} to {s['max']:.4g})")
+        return (f"instance {row}: the model gives no finite answer for these values"
+                + (f"; out of the training range: {', '.join(where)}" if where else "; values are far outside the "
+                   "training range"))
 
     # --- prediction ------------------------------------------------------------------------
     async def _predict_frame(self, records) -> pd.DataFrame:
@@ -153,7 +199,7 @@ class BundlePredictor(Model):
         try:
             items = media.v2_items(payload, family) if isinstance(payload, InferRequest) else media.v1_items(payload)
             answers, timings = await self.media.answer(items)
-        except InvalidInput:
+        except (InvalidInput, media.RequestTooLarge):
             metrics.ERRORS.labels(self.name, "invalid_input").inc()
             raise
         except asyncio.TimeoutError:
@@ -178,6 +224,10 @@ class BundlePredictor(Model):
             metrics.ERRORS.labels(self.name, "invalid_input").inc()
             raise
         out = await self._predict_frame(records)
+        numbers = out.select_dtypes("number").to_numpy(np.float64)
+        if numbers.size and not np.isfinite(numbers).all():  # never NaN/inf (JSON null) in an answer
+            metrics.ERRORS.labels(self.name, "invalid_input").inc()
+            raise InvalidInput(self._no_finite_answer(records, int(np.flatnonzero(~np.isfinite(numbers).all(1))[0])))
         if isinstance(payload, InferRequest):
             return InferResponse(model_name=self.name, infer_outputs=self._v2_outputs(out),
                                  response_id=payload.id or str(uuid.uuid4()))
@@ -203,6 +253,31 @@ class BundlePredictor(Model):
             InferOutput("probabilities", [n, len(classes)], "FP64", probs.ravel().tolist(),
                         parameters={"classes": ",".join(classes)}),
         ]
+
+
+def _has_bool(data) -> bool:
+    """True/false anywhere in (nested) V2 ``data``: numpy would take them as 1/0."""
+    if isinstance(data, (bool, np.bool_)):
+        return True
+    if isinstance(data, np.ndarray):
+        return data.dtype == bool or data.dtype == object and any(map(_has_bool, data.ravel()))
+    return isinstance(data, (list, tuple)) and any(map(_has_bool, data))
+
+
+def _check_window_values(windows, where: str) -> None:
+    """Time-series windows: numbers only (no true/false), each finite and within float32's range."""
+    if _has_bool(windows):
+        raise InvalidInput(f"{where} must hold numbers, got true/false")
+    try:
+        values = np.asarray(windows, dtype=np.float64)
+    except (TypeError, ValueError):
+        return  # ragged or not numbers: the bundle says which window and what shape it expects
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(values) <= FLOAT32_MAX) & ~np.isnan(values)
+    if bad.any():
+        index = [int(i) for i in np.argwhere(bad)[0]]
+        raise InvalidInput(f"{where}: value {values[tuple(index)]!r} at {index} must be finite and within "
+                           f"±{FLOAT32_MAX:.3g}")
 
 
 def _join(parts: list):
