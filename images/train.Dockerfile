@@ -1,11 +1,19 @@
-# The train/evaluate image: a CUDA PyTorch base (the train task runs on a GPU node) + the "train" and
-# "vision" extras (timm, Ultralytics, transformers for image and text models).
-FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY components ./components
-COPY pipelines ./pipelines
-COPY serving ./serving
-RUN pip install ".[train,vision]" && useradd --uid 1000 --create-home app
-USER 1000
+# The train/evaluate image: torch (images/torch.Dockerfile: the version the tests run, CUDA or CPU
+# variant) + the "train" and "vision" extras (timm, Ultralytics, transformers for image and text models).
+# Ultralytics needs opencv-python, whose cv2 needs libGL; the headless build of the same version
+# replaces it, so cv2 imports in a slim image.
+ARG TORCH_IMAGE=ghcr.io/kfp-ml-platform/torch:0.1.0
+FROM ${TORCH_IMAGE}
+# A TLS-intercepting proxy's CA, for the build only (scripts/build-images.sh mounts it; unset elsewhere).
+ARG SSL_CERT_FILE
+ARG PIP_CERT
+ARG PIP_INDEX_ARGS=""
+COPY pyproject.toml /app/
+RUN --mount=type=cache,target=/var/cache/uv,sharing=locked \
+    uv pip install --quiet $PIP_INDEX_ARGS $PLATFORM_TORCH $(python images/requirements.py pyproject.toml train vision) \
+ && cv=$(python -c "import importlib.metadata as m; print(m.version('opencv-python'))") \
+ && uv pip uninstall --quiet opencv-python \
+ && uv pip install --quiet --reinstall $PIP_INDEX_ARGS "opencv-python-headless==$cv" \
+ && python -c "import cv2, torch; print('cv2', cv2.__version__, 'torch', torch.__version__)"
+COPY components /app/components
+USER 1000:1000
