@@ -37,7 +37,7 @@ def _model(recipe: Recipe) -> str | None:
 
     try:
         build_adapter(recipe.model.name, recipe.task, 2 if recipe.task == "classification" else None,
-                      recipe.model.params, recipe.family)
+                      recipe.model.params, recipe.family, train=recipe.train, section=recipe.image or recipe.text)
     except (RecipeError, KeyError) as exc:
         return str(exc).strip("'\"")
     return None

@@ -15,3 +15,7 @@ class InvalidInputError(DataError):
 
 class NotFittedError(PlatformError, RuntimeError):
     """An adapter asked to predict or save before fit."""
+
+
+class RecipeError(PlatformError, ValueError):
+    """A recipe that cannot be used; the message names the field (``components.recipe`` re-exports it)."""

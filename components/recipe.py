@@ -33,8 +33,7 @@ MAX_DEPTH = 32               # nesting of mappings and lists
 MAX_VALUES = 20_000          # values after YAML aliases are expanded
 
 
-class RecipeError(ValueError):
-    """A recipe that cannot be used; the message names the field."""
+from .errors import RecipeError  # noqa: E402,F401  (defined there; re-exported for `from components.recipe import RecipeError`)
 
 
 class _Section(BaseModel):

@@ -21,20 +21,28 @@ class FTTransformerParams(Params):
     attention_dropout: float = Field(0.2, ge=0, lt=1)
     ffn_dropout: float = Field(0.1, ge=0, lt=1)
     ffn_factor: float = Field(4 / 3, gt=0)
-    # Filled in by the train step from the fitted encoder (categorical columns come last).
-    cat_cardinalities: list[int] = Field(default_factory=list)
 
 
 @register_adapter("ft_transformer", framework="torch", tags=("deep", "attention", "gpu", "strong"),
                   description="FT-Transformer: feature tokens + Transformer (numeric and categorical).",
-                  defaults={k: v for k, v in FTTransformerParams().model_dump().items() if k != "cat_cardinalities"})
+                  defaults=FTTransformerParams().model_dump())
 class FTTransformerAdapter(TorchAdapter):
     Params = FTTransformerParams
     categorical_encoding = "ordinal"  # tokens need category indices, not one-hot columns
+    fitted_config = (*TorchAdapter.fitted_config, "cat_cardinalities")
+
+    def _fit(self, X, y, X_val, y_val, spec, callback, cat_cardinalities=()) -> None:
+        """``cat_cardinalities``: categories (+1 for unknown) of the ordinal-coded columns, which come last."""
+        self.cat_cardinalities_ = [int(c) for c in cat_cardinalities]
+        super()._fit(X, y, X_val, y_val, spec, callback)
+
+    def _load_weights(self, directory, config) -> None:
+        if self.cat_cardinalities_ is None:  # bundles from before: the train step wrote them into params
+            self.cat_cardinalities_ = self.params.pop("cat_cardinalities", [])
+        super()._load_weights(directory, config)
 
     def build_net(self, input_shape, n_out):
         from .torch_nets import FTTransformer
 
-        p = dict(self.params)
-        cards = p.pop("cat_cardinalities", [])
-        return FTTransformer(n_num=input_shape[0] - len(cards), cat_cardinalities=cards, n_out=n_out, **p)
+        cards = self.cat_cardinalities_
+        return FTTransformer(n_num=input_shape[0] - len(cards), cat_cardinalities=cards, n_out=n_out, **self.params)

@@ -9,14 +9,14 @@ metrics are the evaluate step's, as for every other model.
 """
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .params import Params, validate_params
+from .params import Params
 from .registry import Adapter, register_adapter
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,6 @@ class HFParams(Params):
     size: int | None = None      # images
     hflip: float = 0.5
     scale: tuple[float, float] = (0.6, 1.0)
-    auto_augment: str | None = None
     max_length: int = 128        # text
 
 
@@ -46,12 +45,12 @@ LOCAL_WEIGHTS = {"minilm": _local_minilm}
 class HFClassifier(Adapter):
     array_inputs = False
     modality = "image"
-
-    def __init__(self, task: str, n_classes: int | None = None, **params):
-        self.task, self.n_classes, self.params = task, n_classes, params
-
-    def check_params(self) -> None:
-        validate_params(HFParams, self.catalog_name or type(self).__name__, self.params)
+    Params = HFParams
+    section_options = frozenset({"size", "hflip", "scale", "pretrained"})
+    # What transformers.Trainer is given; its optimizer is AdamW and its schedule linear decay.
+    train_options = frozenset({"epochs", "batch_size", "learning_rate", "weight_decay", "early_stopping_patience",
+                               "seed", "device", "amp", "grad_clip", "deterministic"})
+    fitted_config = ("input_size",)
 
     # --- model and inputs ------------------------------------------------------------------
     def _source(self) -> str | None:
@@ -116,8 +115,8 @@ class HFClassifier(Adapter):
 
     # --- fit / predict ---------------------------------------------------------------------
     def _fit(self, X, y, X_val, y_val, spec, callback) -> None:
-        from transformers import (DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainingArguments,
-                                  default_data_collator)
+        from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer,
+                                  TrainerCallback, TrainingArguments, default_data_collator)
 
         from .torch_training import resolve_device, seed_everything
 
@@ -151,7 +150,8 @@ class HFClassifier(Adapter):
             collator = (DataCollatorWithPadding(self.tokenizer_) if self.modality == "text"
                         else default_data_collator)
             trainer = Trainer(model=self.net_, args=args, train_dataset=train_set, eval_dataset=val_set,
-                              data_collator=collator, callbacks=[Progress()])
+                              data_collator=collator,
+                              callbacks=[Progress(), EarlyStoppingCallback(spec.early_stopping_patience)])
             trainer.remove_callback(PrinterCallback)  # Progress logs each epoch through logging instead
             trainer.train()
         self.net_.to("cpu").eval()
@@ -169,29 +169,20 @@ class HFClassifier(Adapter):
                 out.append(torch.softmax(self.net_(**batch).logits.float(), dim=1).cpu().numpy())
         return np.concatenate(out)
 
-    # --- persistence -----------------------------------------------------------------------
-    def save(self, directory: Path) -> None:
-        self._check_fitted()
-        directory.mkdir(parents=True, exist_ok=True)
+    # --- weights -------------------------------------------------------------------------
+    def _save_weights(self, directory: Path) -> None:
         self.net_.save_pretrained(directory / "hf")
         if self.tokenizer_ is not None:
             self.tokenizer_.save_pretrained(directory / "hf")
-        (directory / "config.json").write_text(json.dumps(
-            {"task": self.task, "n_classes": self.n_classes, "params": self.params,
-             "input_size": getattr(self, "input_size_", None)}))
 
-    @classmethod
-    def load(cls, directory: Path) -> "HFClassifier":
-        cfg = json.loads((Path(directory) / "config.json").read_text())
-        self = cls(cfg["task"], cfg["n_classes"], **cfg["params"])
-        self.net_ = self.build_net(str(Path(directory) / "hf")).eval()
-        self.tokenizer_ = self._tokenizer(str(Path(directory) / "hf")) if self.modality == "text" else None
-        self.fitted_ = True
-        return self
+    def _load_weights(self, directory: Path, config: dict[str, Any]) -> None:
+        self.net_ = self.build_net(str(directory / "hf")).eval()
+        self.tokenizer_ = self._tokenizer(str(directory / "hf")) if self.modality == "text" else None
 
 
 class HFTextClassifier(HFClassifier):
     modality = "text"
+    section_options = frozenset({"max_length"})
 
 
 class _Samples:

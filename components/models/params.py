@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..recipe import RecipeError
+from ..errors import RecipeError
 
 
 class Params(BaseModel):

@@ -8,13 +8,15 @@ returns self, ``predict`` (regression values or class indices) and ``predict_pro
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from ..errors import NotFittedError
-from ..recipe import RecipeError
+from ..errors import NotFittedError, RecipeError
+from .params import Params, validate_params
 
 
 @dataclass(frozen=True)
@@ -51,17 +53,19 @@ def register_adapter(name: str, *, framework: str, tasks=("regression", "classif
     return decorate
 
 
-def _load_builtin() -> None:
-    # Importing the modules registers their entries; torch is imported only when an MLP is fit.
-    from . import ft_transformer, hf_models, mlp, sequence, sklearn_models, timm_models, yolo  # noqa: F401
+_OPEN_NAMESPACES: dict[str, Callable[[str], None]] = {}
+
+
+def register_namespace(prefix: str, register: Callable[[str], None]) -> None:
+    """Names under ``prefix`` that the catalog does not list are made on first use by ``register(rest)``
+    (``timm:<any timm name>``)."""
+    _OPEN_NAMESPACES[prefix] = register
 
 
 def get_entry(name: str) -> CatalogEntry:
-    _load_builtin()
-    if name not in _CATALOG and name.startswith("timm:"):
-        from .timm_models import register_timm  # any timm name works; the entry is made on first use
-
-        register_timm(name[len("timm:"):], description=f"timm {name[5:]} (not described in this catalog)")
+    prefix = name.partition(":")[0] + ":" if ":" in name else ""
+    if name not in _CATALOG and prefix in _OPEN_NAMESPACES:
+        _OPEN_NAMESPACES[prefix](name[len(prefix):])
     if name not in _CATALOG:
         close = difflib.get_close_matches(name, _CATALOG, n=3)
         hint = f"; did you mean {close}?" if close else ""
@@ -71,15 +75,17 @@ def get_entry(name: str) -> CatalogEntry:
 
 def list_models(task: str | None = None, tag: str | None = None, framework: str | None = None,
                 family: str | None = None) -> list[CatalogEntry]:
-    _load_builtin()
     return [e for _, e in sorted(_CATALOG.items())
             if (task is None or task in e.tasks) and (tag is None or tag in e.tags)
             and (framework is None or e.framework == framework) and (family is None or e.family == family)]
 
 
 def build_adapter(name: str, task: str, n_classes: int | None = None, params: dict[str, Any] | None = None,
-                  family: str = "tabular") -> "Adapter":
-    """The one way to make an adapter: defaults, then the recipe's params (``None`` keeps the default)."""
+                  family: str = "tabular", train=None, section=None) -> "Adapter":
+    """The one way to make an adapter: defaults, then the recipe's params (``None`` keeps the default).
+    With ``train`` (the recipe's TrainSpec), options this model does not honour are refused too.
+    ``section`` is the recipe's image or text section: the settings the model reads from it
+    (``section_options``) become params, and one it does not read must keep its default."""
     entry = get_entry(name)
     if task not in entry.tasks:
         raise RecipeError(f"model.name: {name!r} does not support task {task!r}; it supports {list(entry.tasks)}")
@@ -87,45 +93,118 @@ def build_adapter(name: str, task: str, n_classes: int | None = None, params: di
         fitting = [e.name for e in list_models(task=task, family=family)]
         raise RecipeError(f"model.name: {name!r} reads {entry.family} data but this recipe is {family}; "
                           f"{family} models are {fitting}")
-    merged = {**entry.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
-    adapter = entry.builder(task=task, n_classes=n_classes, **merged)
+    given = {k: v for k, v in (params or {}).items() if v is not None}
+    from_section = _section_params(entry, family, section, given)
+    adapter = entry.builder(task=task, n_classes=n_classes, **{**entry.defaults, **given, **from_section})
     adapter.catalog_name = name
     adapter.check_params()
+    if train is not None:
+        adapter.check_train(train)
     return adapter
+
+
+def _section_params(entry: CatalogEntry, family: str, section, given: dict[str, Any]) -> dict[str, Any]:
+    """The section settings this model reads, as params; refuses one it would ignore and one also set in
+    model.params (each setting has one place)."""
+    if section is None:
+        return {}
+    reads = getattr(entry.builder, "section_options", frozenset())
+    taken = {}
+    for key, field_info in type(section).model_fields.items():
+        value, default = getattr(section, key), field_info.get_default(call_default_factory=True)
+        if key in reads:
+            if key in given and value != default:
+                raise RecipeError(f"model.params: {key!r} is also set as {family}.{key}; set it in one place")
+            if key not in given and value is not None:
+                taken[key] = list(value) if isinstance(value, tuple) else value
+        elif key in SECTION_SETTINGS and value != default:
+            raise RecipeError(f"{family}.{key}: the {key!r} setting of {entry.name} must be left at its default "
+                              f"{default!r}; the model does not use it (it reads {sorted(reads) or 'none'}). "
+                              f"Got {value!r} instead.")
+    return taken
+
+
+# Section fields that are model settings (the rest, such as image.layout or text.text_column, say how
+# data is read, which every model of the family accepts).
+SECTION_SETTINGS = frozenset({"size", "hflip", "scale", "auto_augment", "pretrained", "max_length"})
 
 
 def load_adapter(name: str, directory) -> "Adapter":
     """Rebuild a fitted adapter that ``save`` wrote."""
-    builder = get_entry(name).builder
-    adapter = getattr(builder, "func", builder).load(directory)  # table entries are functools.partial
+    adapter = get_entry(name).builder.load(Path(directory))
     adapter.catalog_name = name
     return adapter
 
 
+# What a TrainSpec field means to a loop that honours it; an adapter lists the ones it honours.
+TRAIN_OPTIONS = ("epochs", "batch_size", "learning_rate", "optimizer", "weight_decay", "scheduler",
+                 "early_stopping_patience", "seed", "device", "amp", "compile", "grad_clip", "pos_weight", "loss",
+                 "soft_f1_alpha", "checkpoint_path", "init_from", "deterministic")
+
+
 class Adapter:
-    """Shared behaviour; subclasses implement ``check_params``, ``_fit``, ``_predict``, ``save``, ``load``.
-    Detection adapters' ``_predict`` returns per image ``{"boxes" [m, 4] xyxy px, "scores", "classes"}``."""
+    """What every adapter shares: keyword storage, parameter and train-option checks, the fit/predict
+    contract and ``config.json`` save/load. A subclass sets ``Params`` (or overrides ``check_params``),
+    lists the ``train_options`` its loop honours, and implements ``_fit``, ``_predict`` and its weight
+    I/O (``_save_weights`` / ``_load_weights``). Detection adapters' ``_predict`` returns per image
+    ``{"boxes" [m, 4] xyxy px, "scores", "classes"}``."""
+
+    Params: ClassVar[type[Params] | None] = None
+    train_options: ClassVar[frozenset[str]] = frozenset()
+    section_options: ClassVar[frozenset[str]] = frozenset()  # image/text section settings the model reads
+    # Fitted attributes (without their trailing ``_``) that config.json carries beside task, classes and params.
+    fitted_config: ClassVar[tuple[str, ...]] = ()
+    # Tables and windows arrive as one float array; images (lists of uint8 [H, W, 3]), texts and
+    # detection targets (per-image box lists) are passed through as they are.
+    array_inputs: ClassVar[bool] = True
 
     catalog_name: str = ""
     history_: list[dict[str, float]]
 
+    def __init__(self, task: str, n_classes: int | None = None, **params):
+        self.task, self.n_classes, self.params = task, n_classes, params
+
+    @property
+    def owner(self) -> str:
+        """How messages name this model: its catalog name, else its class."""
+        return self.catalog_name or type(self).__name__
+
+    # --- checks ------------------------------------------------------------------------------
     def check_params(self) -> None:
-        """Raise RecipeError naming the parameter when a value is out of range."""
+        """Raise RecipeError naming the parameter when a value is unknown or out of range."""
+        if self.Params is not None:
+            validate_params(self.Params, self.owner, self.params)
 
-    # Tables and windows arrive as one float array; images (lists of uint8 [H, W, 3]), texts and
-    # detection targets (per-image box lists) are passed through as they are.
-    array_inputs = True
+    def check_train(self, spec) -> None:
+        """Refuse a train option this model's loop would ignore (a value other than its default), in
+        scikit-learn's message style: the option, the model, what it honours and the value received."""
+        defaults = type(spec)()
+        for name in TRAIN_OPTIONS:
+            value = getattr(spec, name)
+            if name not in self.train_options and value != getattr(defaults, name):
+                honoured = ", ".join(sorted(self.train_options)) or "none of them"
+                raise RecipeError(f"train.{name}: the {name!r} option of {self.owner} must be left at its default "
+                                  f"{getattr(defaults, name)!r}; its training does not use it (it honours "
+                                  f"{honoured}). Got {value!r} instead.")
 
+    # --- fit / predict -----------------------------------------------------------------------
     def _inputs(self, X):
         return np.asarray(X, dtype=np.float32) if self.array_inputs else X
 
-    def fit(self, X, y, X_val, y_val, train_spec, callback=None) -> "Adapter":
+    def fit(self, X, y, X_val, y_val, train_spec, callback=None, **fit_params) -> "Adapter":
+        """``fit_params`` are facts about the data the model needs (FT-Transformer: ``cat_cardinalities``)."""
         self.history_ = []
         targets = np.asarray if self.array_inputs else (lambda v: v)
         self._fit(self._inputs(X), targets(y), self._inputs(X_val), targets(y_val), train_spec,
-                  callback or (lambda state: None))
+                  callback or (lambda state: None), **fit_params)
         self.fitted_ = True
         return self
+
+    def _fit(self, X, y, X_val, y_val, spec, callback, **fit_params) -> None:
+        raise NotImplementedError
+
+    def _predict(self, X):
+        raise NotImplementedError
 
     def _check_fitted(self) -> None:
         if not getattr(self, "fitted_", False):
@@ -138,3 +217,32 @@ class Adapter:
 
     def get_params(self) -> dict[str, Any]:
         return dict(self.params)
+
+    # --- persistence: config.json here, weights in the subclass ------------------------------
+    def save(self, directory: Path) -> None:
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._save_weights(directory)
+        config = {"task": self.task, "n_classes": self.n_classes, "params": self.params}
+        config.update({name: getattr(self, f"{name}_", None) for name in self.fitted_config})
+        (directory / "config.json").write_text(json.dumps(config))
+
+    @classmethod
+    def load(cls, directory: Path) -> "Adapter":
+        directory = Path(directory)
+        cfg = json.loads((directory / "config.json").read_text())
+        self = cls(cfg["task"], cfg["n_classes"], **cfg["params"])
+        for name in cls.fitted_config:
+            setattr(self, f"{name}_", cfg.get(name))
+        self._load_weights(directory, cfg)
+        self.fitted_ = True
+        return self
+
+    def _save_weights(self, directory: Path) -> None:
+        raise NotImplementedError
+
+    def _load_weights(self, directory: Path, config: dict[str, Any]) -> None:
+        """Rebuild the fitted model from ``directory``; ``config`` is config.json as written (older
+        bundles may lack keys that newer ones carry)."""
+        raise NotImplementedError

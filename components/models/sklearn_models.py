@@ -1,13 +1,13 @@
 """scikit-learn estimators behind the adapter interface. Each catalog entry is one table row."""
 from __future__ import annotations
 
-import functools
 import importlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..recipe import RecipeError
+from ..errors import RecipeError
 from .registry import Adapter, register_adapter
 
 # name: (regressor, classifier, defaults, tags, description)
@@ -28,8 +28,10 @@ SKLEARN_MODELS = {
 
 
 class SklearnAdapter(Adapter):
-    def __init__(self, task: str, n_classes: int | None = None, *, estimators: tuple[str, str], **params):
-        self.task, self.n_classes, self.estimators, self.params = task, n_classes, estimators, params
+    """One estimator pair per catalog entry (``estimators``: regressor, classifier). It fits in one
+    call, so no train option applies; the estimator's own params (``max_iter``, ``early_stopping``) do."""
+
+    estimators: tuple[str, str]
 
     def _make(self):
         module, _, cls = self.estimators[self.task == "classification"].rpartition(".")
@@ -61,20 +63,26 @@ class SklearnAdapter(Adapter):
         proba[:, self.estimator_.classes_] = self.estimator_.predict_proba(X)  # classes absent in train stay 0
         return proba
 
-    def save(self, directory: Path) -> None:
+    def _save_weights(self, directory: Path) -> None:
         import joblib
 
-        self._check_fitted()
-        directory.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self, directory / "adapter.joblib")
+        joblib.dump(self.estimator_, directory / "estimator.joblib")
+
+    def _load_weights(self, directory: Path, config: dict[str, Any]) -> None:
+        import joblib
+
+        self.estimator_ = joblib.load(directory / "estimator.joblib")
 
     @classmethod
     def load(cls, directory: Path) -> "SklearnAdapter":
-        import joblib
+        if (Path(directory) / "adapter.joblib").is_file():  # bundles from before: the whole adapter pickled
+            import joblib
 
-        return joblib.load(directory / "adapter.joblib")
+            return joblib.load(Path(directory) / "adapter.joblib")
+        return super().load(directory)
 
 
 for _name, (_reg, _clf, _defaults, _tags, _desc) in SKLEARN_MODELS.items():
-    register_adapter(_name, framework="sklearn", tags=_tags, description=_desc, defaults=_defaults)(
-        functools.partial(SklearnAdapter, estimators=(_reg, _clf)))
+    _cls = type(f"Sklearn_{_name}", (SklearnAdapter,), {"estimators": (_reg, _clf), "__module__": __name__})
+    globals()[_cls.__name__] = _cls  # importable by name, as a pickled instance needs
+    register_adapter(_name, framework="sklearn", tags=_tags, description=_desc, defaults=_defaults)(_cls)

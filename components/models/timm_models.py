@@ -7,7 +7,7 @@ timm's ``create_transform``.
 """
 from __future__ import annotations
 
-from .registry import register_adapter
+from .registry import register_adapter, register_namespace
 from .vision import ImageClassifier, ImageParams
 
 
@@ -26,7 +26,7 @@ class TimmClassifier(ImageClassifier):
         if not timm.is_model(self.params["arch"]):
             import difflib
 
-            from ..recipe import RecipeError
+            from ..errors import RecipeError
 
             close = difflib.get_close_matches(self.params["arch"], timm.list_models(), n=3)
             raise RecipeError(f"model.name: timm does not know {self.params['arch']!r}; close names: {close}")
@@ -77,3 +77,7 @@ for _arch, _m, _size, _batch, _lr, _tags in [
     ("deit_tiny_patch16_224", 5.7, 224, 128, 5e-4, ("transformer", "small")),
 ]:
     register_timm(_arch, params_m=_m, input_size=_size, batch_size=_batch, learning_rate=_lr, tags=_tags)
+
+
+# Any other timm name works too: its entry is made on first use.
+register_namespace("timm:", lambda arch: register_timm(arch, description=f"timm {arch} (not described in this catalog)"))

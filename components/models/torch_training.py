@@ -75,15 +75,71 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
+class TensorBatches:
+    """Arrays in memory (tables, windows): moved to the device once; an epoch is one gather of a
+    shuffled index, then its batches are contiguous views. No per-sample indexing."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def prepare(self, device, task: str, n_out: int) -> None:
+        self.Xt = torch.as_tensor(self.X).to(device)
+        self.yt = _targets(self.y, task, n_out).to(device)
+
+    def probe(self, device) -> torch.Tensor:
+        return torch.as_tensor(self.X[:2]).to(device)
+
+    def batches(self, batch_size: int, order: torch.Tensor | None = None):
+        X, y = self.Xt, self.yt
+        if order is not None:  # one gather per epoch; batches are then contiguous views
+            order = order.to(X.device)
+            X, y = X[order], y[order]
+        for i in range(0, len(X), batch_size):
+            yield X[i:i + batch_size], y[i:i + batch_size]
+
+
+class TransformedBatches:
+    """Samples that a transform turns into tensors as each batch is drawn (images: decode, augment,
+    normalise), so a random augmentation is drawn afresh every epoch."""
+
+    def __init__(self, samples, y, transform):
+        self.samples, self.y, self.transform = samples, y, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def prepare(self, device, task: str, n_out: int) -> None:
+        self.device, self.yt = device, _targets(np.asarray(self.y), task, n_out)
+
+    def probe(self, device) -> torch.Tensor:
+        return self._stack(range(min(2, len(self.samples)))).to(device)
+
+    def _stack(self, idx) -> torch.Tensor:
+        return torch.stack([self.transform(self.samples[i]) for i in idx])
+
+    def batches(self, batch_size: int, order: torch.Tensor | None = None):
+        order = torch.arange(len(self.samples)) if order is None else order
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size].tolist()
+            yield self._stack(idx).to(self.device), self.yt[idx].to(self.device)
+
+
 def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) -> list[dict[str, float]]:
-    """Train ``net``; early stopping on validation loss restores the best weights. Returns the history."""
+    """Train ``net`` on arrays ``X``/``X_val`` or on batch sources (``TensorBatches``, ``TransformedBatches``;
+    then ``y``/``y_val`` are unused). Early stopping on validation loss restores the best weights.
+    Returns the history."""
+    train = X if isinstance(X, (TensorBatches, TransformedBatches)) else TensorBatches(X, y)
+    val = X_val if isinstance(X_val, (TensorBatches, TransformedBatches)) else TensorBatches(X_val, y_val)
     device = resolve_device(spec.device)
     net.to(device)
     with torch.no_grad():
-        n_out = net.eval()(torch.as_tensor(X[:2]).to(device)).shape[-1]
-    Xt, yt = torch.as_tensor(X).to(device), _targets(y, task, n_out).to(device)
-    Xv, yv = torch.as_tensor(X_val).to(device), _targets(y_val, task, n_out).to(device)
-    loss_fn = make_loss(task, n_out, np.asarray(y), spec, device)
+        n_out = net.eval()(train.probe(device)).shape[-1]
+    train.prepare(device, task, n_out)
+    val.prepare(device, task, n_out)
+    loss_fn = make_loss(task, n_out, np.asarray(train.y), spec, device)
     opt = _optimizer(net.parameters(), spec)
     sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, spec.early_stopping_patience // 3))
              if spec.scheduler == "plateau" else None)
@@ -91,21 +147,18 @@ def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) ->
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     forward = torch.compile(net, mode=None if spec.compile == "default" else spec.compile) \
         if spec.compile != "off" else net
-    has_bn = any(isinstance(m, nn.BatchNorm1d) for m in net.modules())
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
     gen = torch.Generator(device="cpu").manual_seed(spec.seed)
-    n, bs = len(Xt), spec.batch_size
+    n, bs = len(train), spec.batch_size
     best_loss, best_state, best_epoch, history = float("inf"), None, 0, []
-    log.info("training on %s%s: %d samples, input %s, %d epochs, batch %d", device, " (AMP)" if use_amp else "",
-             n, tuple(Xt.shape[1:]), spec.epochs, bs)
+    log.info("training on %s%s: %d samples, %d epochs, batch %d", device, " (AMP)" if use_amp else "",
+             n, spec.epochs, bs)
 
     for epoch in range(1, spec.epochs + 1):
         start = time.perf_counter()
         net.train()
-        order = torch.randperm(n, generator=gen).to(device)
-        Xe, ye = Xt[order], yt[order]  # one gather per epoch; batches are then contiguous views
         total = torch.zeros((), device=device)
-        for i in range(0, n, bs):
-            xb, yb = Xe[i:i + bs], ye[i:i + bs]
+        for xb, yb in train.batches(bs, torch.randperm(n, generator=gen)):
             if has_bn and len(xb) == 1:
                 continue  # BatchNorm cannot normalise a batch of one
             opt.zero_grad(set_to_none=True)
@@ -118,7 +171,7 @@ def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) ->
             scaler.step(opt)
             scaler.update()
             total += loss.detach() * len(xb)  # stays on the device: no sync per batch
-        val_loss = _evaluate_loss(forward, Xv, yv, loss_fn, bs, use_amp, device)
+        val_loss = _evaluate_loss(forward, val, loss_fn, bs, use_amp, device)
         if sched is not None:
             sched.step(val_loss)
         state = {"epoch": epoch, "train_loss": float(total) / n, "val_loss": val_loss,
@@ -148,18 +201,22 @@ def _save_checkpoint(state: dict, epoch: int, val_loss: float, path: str) -> Non
 
 
 @torch.no_grad()
-def _evaluate_loss(net, X, y, loss_fn, bs, use_amp, device) -> float:
+def _evaluate_loss(net, val, loss_fn, bs, use_amp, device) -> float:
     net.eval()
     total = 0.0
-    for i in range(0, len(X), bs):
+    for xb, yb in val.batches(bs):
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            total += float(loss_fn(net(X[i:i + bs]), y[i:i + bs])) * len(X[i:i + bs])
-    return total / max(len(X), 1)
+            total += float(loss_fn(net(xb), yb)) * len(xb)
+    return total / max(len(val), 1)
 
 
 @torch.no_grad()
-def predict_module(net: nn.Module, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+def predict_module(net: nn.Module, X, batch_size: int = 8192) -> np.ndarray:
+    """Network outputs on the CPU for an array or a ``TransformedBatches`` source."""
     net.eval()
+    if isinstance(X, TransformedBatches):
+        X.prepare(torch.device("cpu"), "classification", 2)
+        return torch.cat([net(xb) for xb, _ in X.batches(batch_size)]).float().numpy()
     Xt = torch.as_tensor(X, dtype=torch.float32)
     return torch.cat([net(Xt[i:i + batch_size]) for i in range(0, len(Xt), batch_size)]).float().numpy()
 
@@ -182,11 +239,9 @@ def load_initial_weights(net: nn.Module, source: str) -> None:
     path = Path(check_model_source(source, "train.init_from"))
     if source.startswith("models:/"):  # checked against the registered digest before torch.load
         path = fetch_registered(source, "train.init_from")[0]
-    if path.is_dir():
-        from ..bundle import PAYLOAD
-
-        path = next(p for p in (path / PAYLOAD / "model" / "model.pt", path / "model" / "model.pt",
-                                path / "model.pt") if p.exists() or p == path / "model.pt")
+    if path.is_dir():  # a bundle (or its model directory): the weights file the torch adapters write
+        found = sorted(path.rglob("model.pt"), key=lambda p: len(p.parts))
+        path = found[0] if found else path / "model.pt"
     if not path.is_file():
         raise FileNotFoundError(f"train.init_from: no weights at {source!r}; expected models:/name@alias, "
                                 "a bundle directory or a .pt file")
@@ -198,3 +253,13 @@ def load_initial_weights(net: nn.Module, source: str) -> None:
         raise ValueError(f"train.init_from: weights in {path} do not fit this network "
                          f"(same model and params needed): {str(exc).splitlines()[0]}") from None
     log.info("initialised weights from %s", source)
+
+
+def save_state(net: nn.Module, path: Path) -> None:
+    torch.save(net.state_dict(), path)
+
+
+def load_state(net: nn.Module, path: Path) -> nn.Module:
+    """``net`` with the state dict saved at ``path``, on the CPU in eval mode (what load gives serving)."""
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return net.eval()

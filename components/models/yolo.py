@@ -12,44 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .params import Params, validate_params
+from ..errors import RecipeError
+from .params import Params
 from .registry import Adapter, register_adapter
+from .ultralytics_env import ultralytics_offline
 
 log = logging.getLogger(__name__)
-_CONFIGURED = False
 
 
-def ultralytics_offline() -> None:
-    """Everything Ultralytics would fetch or switch on by itself, switched off before its import:
-    hub sync, pip auto-install, the Arial font download, and its own MLflow callback."""
-    global _CONFIGURED
-    if _CONFIGURED:
-        return
-    from ..settings import platform_home
-
-    config_dir = Path(os.environ.get("YOLO_CONFIG_DIR") or platform_home() / "ultralytics")
-    font_dir = config_dir / "Ultralytics"
-    font_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.update({"YOLO_CONFIG_DIR": str(config_dir), "YOLO_AUTOINSTALL": "0",
-                       "YOLO_VERBOSE": os.environ.get("YOLO_VERBOSE", "False"), "MLFLOW_DISABLE_TELEMETRY": "true"})
-    os.environ.setdefault("YOLO_OFFLINE", "1")  # YOLO_OFFLINE=0 lets `pretrained: true` download <name>.pt
-    if not (font_dir / "Arial.ttf").exists():  # plots label with Arial; matplotlib's DejaVu Sans stands in
-        import matplotlib
-
-        shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", font_dir / "Arial.ttf")
-    from ultralytics import settings
-
-    settings.update({"sync": False, "mlflow": False, "clearml": False, "comet": False, "dvc": False,
-                     "raytune": False, "tensorboard": False, "wandb": False, "vscode_msg": False,
-                     "openvino_msg": False, "runs_dir": str(config_dir / "runs"),
-                     "weights_dir": str(config_dir / "weights"), "datasets_dir": str(config_dir / "datasets")})
-    _CONFIGURED = True
+OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}  # train.optimizer → Ultralytics' name
 
 
 class YoloParams(Params):
@@ -57,8 +34,6 @@ class YoloParams(Params):
     yolo_task: str                 # detect | segment | pose | classify | obb
     size: int | None = None        # imgsz; the model's native 640 (224 for classify) if unset
     hflip: float = 0.5
-    scale: tuple[float, float] = (0.6, 1.0)
-    auto_augment: str | None = None
     pretrained: bool = False
     conf: float = 0.25             # prediction: minimum score
     iou: float = 0.7               # prediction: NMS IoU
@@ -67,12 +42,12 @@ class YoloParams(Params):
 
 class YoloAdapter(Adapter):
     array_inputs = False
-
-    def __init__(self, task: str, n_classes: int | None = None, **params):
-        self.task, self.n_classes, self.params = task, n_classes, params
-
-    def check_params(self) -> None:
-        validate_params(YoloParams, self.catalog_name or type(self).__name__, self.params)
+    Params = YoloParams
+    section_options = frozenset({"size", "hflip", "pretrained"})
+    # What Ultralytics' trainer is given (its schedule is its own warm-up and linear decay).
+    train_options = frozenset({"epochs", "batch_size", "learning_rate", "optimizer", "weight_decay",
+                               "early_stopping_patience", "seed", "device", "amp", "deterministic"})
+    fitted_config = ("history",)
 
     def _imgsz(self) -> int:
         return int(self.params.get("size") or (224 if self.params["yolo_task"] == "classify" else 640))
@@ -111,7 +86,7 @@ class YoloAdapter(Adapter):
                         deterministic=spec.deterministic, device="cpu" if device.type == "cpu" else 0,
                         amp=spec.amp and device.type == "cuda", workers=0, plots=False, val=True,
                         project=str(tmp / "runs"), name="train", exist_ok=True, verbose=False,
-                        optimizer="AdamW", warmup_epochs=min(3, max(spec.epochs // 10, 1)),
+                        optimizer=OPTIMIZERS[spec.optimizer], warmup_epochs=min(3, max(spec.epochs // 10, 1)),
                         fliplr=p.get("hflip", 0.5), mosaic=p.get("mosaic", 1.0), patience=spec.early_stopping_patience,
                         pretrained=bool(p.get("pretrained")))
             best = Path(model.trainer.best)
@@ -128,8 +103,6 @@ class YoloAdapter(Adapter):
         local = next((str(p) for p in (Path(f"{arch}.pt"), Path(SETTINGS["weights_dir"]) / f"{arch}.pt")
                       if p.is_file()), None)
         if local is None and os.environ.get("YOLO_OFFLINE") == "1":
-            from ..recipe import RecipeError
-
             raise RecipeError(f"image.pretrained: {arch}.pt is not on this machine and downloads are off; put it "
                               f"in {SETTINGS['weights_dir']}, set YOLO_OFFLINE=0 where there is network, or set "
                               "image.pretrained: false")
@@ -155,20 +128,11 @@ class YoloAdapter(Adapter):
         return [{"boxes": r.boxes.xyxy.cpu().numpy(), "scores": r.boxes.conf.cpu().numpy(),
                  "classes": r.boxes.cls.cpu().numpy().astype(int)} for r in results]
 
-    def save(self, directory: Path) -> None:
-        self._check_fitted()
-        directory.mkdir(parents=True, exist_ok=True)
+    def _save_weights(self, directory: Path) -> None:
         (directory / "weights.pt").write_bytes(self.weights_)
-        (directory / "config.json").write_text(json.dumps(
-            {"task": self.task, "n_classes": self.n_classes, "params": self.params, "history": self.history_}))
 
-    @classmethod
-    def load(cls, directory: Path) -> "YoloAdapter":
-        cfg = json.loads((Path(directory) / "config.json").read_text())
-        self = cls(cfg["task"], cfg["n_classes"], **cfg["params"])
-        self.weights_, self.history_, self._model = (Path(directory) / "weights.pt").read_bytes(), cfg["history"], None
-        self.fitted_ = True
-        return self
+    def _load_weights(self, directory: Path, config: dict[str, Any]) -> None:
+        self.weights_, self._model = (directory / "weights.pt").read_bytes(), None
 
 
 def _write_yolo(root: Path, X, y, X_val, y_val, names: list[str]) -> Path:

@@ -99,10 +99,7 @@ def match_detections(truth: list[dict], predictions: list[dict], classes: list[s
 
 def detection_metrics(truth: list[dict], predictions: list[dict], classes: list[str]) -> dict[str, float]:
     """mAP50, mAP50-95, precision and recall (overall and per class), with Ultralytics' AP."""
-    from ..models.yolo import ultralytics_offline
-
-    ultralytics_offline()
-    from ultralytics.utils.metrics import ap_per_class
+    from ..models import ap_per_class
 
     tp, conf, pred_cls, target_cls = match_detections(truth, predictions, classes)
     out = {"map50": 0.0, "map50_95": 0.0, "precision": 0.0, "recall": 0.0}

@@ -29,27 +29,18 @@ def encode_target(y, meta: BundleMeta):
     return pd.Series(y).astype(str).map(index).to_numpy(dtype=np.int64)
 
 
-def model_params(recipe: Recipe) -> dict:
-    """The recipe's model params, after the image/text section's settings the model also needs."""
-    section = {}
-    if recipe.image:
-        section = recipe.image.model_dump(exclude={"layout"}, exclude_none=True)
-    elif recipe.text:
-        section = {"max_length": recipe.text.max_length}
-    return {**section, **recipe.model.params}
-
-
 def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, model_path: str,
           curve_html_path: str | None = None, progress=None) -> dict[str, float]:
     schema = read_json(schema_path)
     train_df, val_df = pd.read_parquet(train_path), pd.read_parquet(val_path)
     n_classes = len(schema["classes"] or []) or None
-    adapter = build_adapter(recipe.model.name, recipe.task, n_classes, model_params(recipe), recipe.family)
+    adapter = build_adapter(recipe.model.name, recipe.task, n_classes, recipe.model.params, recipe.family,
+                            train=recipe.train, section=recipe.image or recipe.text)
     encoding = getattr(adapter, "categorical_encoding", "onehot")
     transform, X_train, y_train, X_val, y_val, extra = family(recipe.family).fit_inputs(
         recipe, schema, train_df, val_df, encoding)
-    if encoding == "ordinal":
-        adapter.params["cat_cardinalities"] = category_cardinalities(transform)
+    # Facts about the data the model needs beside its params (FT-Transformer's category counts).
+    fit_params = {"cat_cardinalities": category_cardinalities(transform)} if encoding == "ordinal" else {}
     regression = recipe.task == "regression"
     meta = BundleMeta(
         task=recipe.task, family=recipe.family, target=schema["target"], model_name=recipe.model.name,
@@ -68,7 +59,8 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
 
     log.info("fitting %s on %d samples (input %s), validating on %d", recipe.model.name, len(X_train),
              tuple(X_train.shape[1:]) if hasattr(X_train, "shape") else type(X_train[0]).__name__, len(X_val))
-    adapter.fit(X_train, encode_target(y_train, meta), X_val, encode_target(y_val, meta), recipe.train, on_epoch)
+    adapter.fit(X_train, encode_target(y_train, meta), X_val, encode_target(y_val, meta), recipe.train, on_epoch,
+                **fit_params)
     best = min(adapter.history_, key=lambda h: h["val_loss"])
     metrics = {"best_epoch": float(best["epoch"]), "best_val_loss": float(best["val_loss"]),
                "epochs_run": float(len(adapter.history_)), "n_train": float(len(X_train))}

@@ -88,7 +88,7 @@ def test_cli_schema_and_validate(capsys):
     from components.recipe import main
 
     assert main(["schema"]) == 0 and '"properties"' in capsys.readouterr().out
-    path = str(ROOT / "pipelines" / "recipes" / "wine.yaml")
+    path = str(ROOT / "pipelines" / "recipes" / "breast-cancer.yaml")  # an MLP: it takes train.epochs
     assert main(["validate", path, "--set", "train.epochs=4"]) == 0 and "epochs: 4" in capsys.readouterr().out
     assert main(["validate", path, "--set", "split.method=sideways"]) == 2
     assert "split.method" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from sklearn import metrics as skm
 
 from components.bundle import PAYLOAD, load_bundle, read_meta
 from components.errors import InvalidInputError
+from components.recipe import TrainSpec
 from components.steps.evaluate import check_gate, evaluate
 from tests.conftest import make_recipe
 
@@ -56,6 +57,7 @@ def test_multiclass_with_sklearn_model(tmp_path):
 
     recipe = make_recipe("classification", data={"uri": str(DATA / "wine.csv"), "target": "cultivar"},
                          model={"name": "random_forest", "params": {"n_estimators": 30}})
+    recipe = recipe.model_copy(update={"train": TrainSpec()})  # a forest takes no epochs or batch size
     p = run_steps(recipe, tmp_path)
     m = json.loads((p["eval"] / "evaluation.json").read_text())["metrics"]
     assert m["accuracy"] > 0.8 and 0.5 < m["roc_auc"] <= 1 and "pr_auc" in m

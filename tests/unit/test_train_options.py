@@ -75,7 +75,8 @@ def test_ft_transformer_tokens_numeric_and_categorical(tmp_path):
                          train={"epochs": 30, "learning_rate": 0.003, "batch_size": 32})
     p = run_steps(recipe, tmp_path / "out")
     bundle = load_bundle(p["model"])
-    assert bundle.adapter.params["cat_cardinalities"] == [4], "3 colours + unknown"
+    assert bundle.adapter.cat_cardinalities_ == [4], "3 colours + unknown"
+    assert "cat_cardinalities" not in bundle.meta.params, "data facts are not model params"
     rows = pd.DataFrame({"x": [0.0, 0.0, 0.0], "colour": ["red", "blue", "purple"]})
     pred = bundle.predict(rows)
     assert pred[0] - pred[1] > 3, "the colour token carries its effect"
