@@ -86,7 +86,7 @@ def main() -> None:
                         help="A prediction not answered within this many seconds gets 504.")
     parser.add_argument("--max_request_bytes", type=int, default=int(os.environ.get("MAX_REQUEST_BYTES", 16 << 20)),
                         help="Larger request bodies are refused with 413 (chunked ones as the bytes stream in).")
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"),
+    parser.add_argument("--host", default=os.environ.get("SERVING_HOST", "127.0.0.1"),
                         help="Address to listen on. 127.0.0.1 (this machine only) unless asked: the serving image "
                              "passes 0.0.0.0. The server has no authentication of its own.")
     parser.add_argument("--header_timeout_s", type=float, default=float(os.environ.get("HEADER_TIMEOUT_S", 10)),
