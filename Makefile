@@ -23,8 +23,8 @@ run: setup           ## the default recipe through the whole DAG locally, ending
 test: setup          ## unit, integration (real local services) and end-to-end tests
 	$(BIN)/python -m pytest -q --durations=15
 
-test-fast: setup     ## unit tests only
-	$(BIN)/python -m pytest -q tests/unit
+test-fast: setup     ## unit tests only, without the ones marked slow (under a minute)
+	$(BIN)/python -m pytest -q tests/unit -m "not slow"
 
 bench: setup         ## benchmarks (figures in README): training loop, windowing, serving load, California RMSE
 	$(BIN)/python tests/benchmarks/bench_tabular_training.py
@@ -44,3 +44,12 @@ stop:                ## stop local model servers started by `make run`
 
 clean: stop
 	rm -rf .platform pipelines/compiled
+
+# ---- container images (podman; scripts/podman-setup.sh installs and configures it when missing) ----
+.PHONY: images test-images
+
+images:              ## every step image (data, train, registry, deploy, serving) with podman; see scripts/build-images.sh
+	scripts/build-images.sh
+
+test-images: setup images   ## each step in its image as uid 1000 read-only, the DAG with --runner container, the serving image
+	PLATFORM_IMAGE_TESTS=1 $(BIN)/python -m pytest -q tests/images --durations=10

@@ -177,6 +177,8 @@ def deploy(recipe: Recipe, manifest_path: str | None = None, registration: str |
         return {"target": "kserve", "version": version, "manifest": manifest, "deployed": True,
                 "url": f"{url.rstrip('/')}/v1/models/{name}:predict"}
     model_dir = fetch_version(name, version)
+    if os.environ.get("PLATFORM_MODEL_SERVER") == "container":  # pipelines/container_runner.py serves it in its image
+        return {"target": "local", "version": version, "url": "", "model_dir": str(model_dir), "deployed": True}
     url = start_local_server(name, model_dir, recipe.deploy.port, version=version)
     return {"target": "local", "version": version, "url": url, "model_dir": str(model_dir), "deployed": True}
 
