@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 Task = Literal["regression", "classification", "detection"]
 Imputation = Literal["mean", "median", "most_frequent", "drop"]
-GATE_RE = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|<|>|==)\s*(-?[0-9.eE+-]+)\s*$")
+from .gate import GATE_RE  # noqa: E402  (defined there; re-exported)
 # The registered model name is also the KServe InferenceService name (a DNS-1035 label), and
 # KServe builds the host label "<name>-predictor-<namespace>", which must fit in 63 characters.
 MODEL_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")

@@ -16,20 +16,18 @@ from typing import Any
 
 import numpy as np
 
-from .params import Params
+from .batches import TransformedBatches
+from .params import ImageSettings
 from .registry import Adapter, register_adapter
 
 log = logging.getLogger(__name__)
 
 
-class HFParams(Params):
+class HFParams(ImageSettings):
     hub_id: str
     config: dict = {}            # from-config overrides (offline build); ignored when pretrained
     local_weights: str | None = None  # "minilm": the package-shipped checkpoint
-    pretrained: bool = False
-    size: int | None = None      # images
-    hflip: float = 0.5
-    scale: tuple[float, float] = (0.6, 1.0)
+    scale: tuple[float, float] = (0.6, 1.0)  # images
     max_length: int = 128        # text
 
 
@@ -46,7 +44,6 @@ class HFClassifier(Adapter):
     array_inputs = False
     modality = "image"
     Params = HFParams
-    section_options = frozenset({"size", "hflip", "scale", "pretrained"})
     # What transformers.Trainer is given; its optimizer is AdamW and its schedule linear decay.
     train_options = frozenset({"epochs", "batch_size", "learning_rate", "weight_decay", "early_stopping_patience",
                                "seed", "device", "amp", "grad_clip", "deterministic"})
@@ -124,7 +121,7 @@ class HFClassifier(Adapter):
         self.net_ = self.build_net()
         self.tokenizer_ = self._tokenizer() if self.modality == "text" else None
         device = resolve_device(spec.device)
-        train_set = _Samples(X, np.asarray(y), lambda xs: self._features(xs, True))
+        train_set = _Samples(X, np.asarray(y), lambda x: self._features([x], True)[0])
         val_feats = self._features(X_val, False)
         val_set = [{**f, "labels": int(label)} for f, label in zip(val_feats, np.asarray(y_val))]
         history = self.history_ = []
@@ -182,20 +179,14 @@ class HFClassifier(Adapter):
 
 class HFTextClassifier(HFClassifier):
     modality = "text"
-    section_options = frozenset({"max_length"})
 
 
-class _Samples:
-    """A map-style dataset that re-draws the augmentation every time a sample is read."""
-
-    def __init__(self, X, y, featurize):
-        self.X, self.y, self.featurize = X, y, featurize
-
-    def __len__(self) -> int:
-        return len(self.X)
+class _Samples(TransformedBatches):
+    """What Trainer reads: one sample's model inputs and its label, the augmentation drawn afresh each read."""
 
     def __getitem__(self, i: int) -> dict:
-        return {**self.featurize([self.X[i]])[0], "labels": int(self.y[i])}
+        features, label = super().__getitem__(i)
+        return {**features, "labels": int(label)}
 
 
 VIT_TINY = {"model_type": "vit", "hidden_size": 192, "num_hidden_layers": 12, "num_attention_heads": 3,

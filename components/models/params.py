@@ -12,6 +12,13 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ImageSettings(Params):
+    """What every image model reads from the recipe's image section (a model adds what else it reads)."""
+    size: int | None = None      # square input size; the model's native one if unset
+    hflip: float = 0.5           # augmentation: probability of a horizontal flip
+    pretrained: bool = False
+
+
 def validate_params(schema: type[Params], owner: str, params: dict[str, Any]) -> Params:
     try:
         return schema.model_validate(params)

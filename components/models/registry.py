@@ -85,7 +85,7 @@ def build_adapter(name: str, task: str, n_classes: int | None = None, params: di
     """The one way to make an adapter: defaults, then the recipe's params (``None`` keeps the default).
     With ``train`` (the recipe's TrainSpec), options this model does not honour are refused too.
     ``section`` is the recipe's image or text section: the settings the model reads from it
-    (``section_options``) become params, and one it does not read must keep its default."""
+    (its ``Params`` fields of those names) become params; one it does not read must keep its default."""
     entry = get_entry(name)
     if task not in entry.tasks:
         raise RecipeError(f"model.name: {name!r} does not support task {task!r}; it supports {list(entry.tasks)}")
@@ -108,7 +108,8 @@ def _section_params(entry: CatalogEntry, family: str, section, given: dict[str, 
     model.params (each setting has one place)."""
     if section is None:
         return {}
-    reads = getattr(entry.builder, "section_options", frozenset())
+    schema = getattr(entry.builder, "Params", None)
+    reads = set(schema.model_fields) & SECTION_SETTINGS if schema is not None else set()
     taken = {}
     for key, field_info in type(section).model_fields.items():
         value, default = getattr(section, key), field_info.get_default(call_default_factory=True)
@@ -144,14 +145,14 @@ TRAIN_OPTIONS = ("epochs", "batch_size", "learning_rate", "optimizer", "weight_d
 
 class Adapter:
     """What every adapter shares: keyword storage, parameter and train-option checks, the fit/predict
-    contract and ``config.json`` save/load. A subclass sets ``Params`` (or overrides ``check_params``),
+    contract and ``config.json`` save/load. A subclass sets ``Params`` (or overrides ``check_params``;
+    the image/text section settings it reads are the ``Params`` fields of those names),
     lists the ``train_options`` its loop honours, and implements ``_fit``, ``_predict`` and its weight
     I/O (``_save_weights`` / ``_load_weights``). Detection adapters' ``_predict`` returns per image
     ``{"boxes" [m, 4] xyxy px, "scores", "classes"}``."""
 
     Params: ClassVar[type[Params] | None] = None
     train_options: ClassVar[frozenset[str]] = frozenset()
-    section_options: ClassVar[frozenset[str]] = frozenset()  # image/text section settings the model reads
     # Fitted attributes (without their trailing ``_``) that config.json carries beside task, classes and params.
     fitted_config: ClassVar[tuple[str, ...]] = ()
     # Tables and windows arrive as one float array; images (lists of uint8 [H, W, 3]), texts and

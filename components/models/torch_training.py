@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batches import BatchSource, TensorBatches, TransformedBatches
+
 log = logging.getLogger(__name__)
 
 
@@ -62,12 +64,6 @@ def make_loss(task: str, n_out: int, y: np.ndarray, spec, device) -> nn.Module |
     return lambda logits, target: alpha * bce(logits, target) + (1 - alpha) * soft_f1_loss(logits, target)
 
 
-def _targets(y: np.ndarray, task: str, n_out: int) -> torch.Tensor:
-    if task == "regression" or n_out == 1:
-        return torch.as_tensor(y, dtype=torch.float32).view(-1, 1)
-    return torch.as_tensor(y, dtype=torch.long)
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Call before building the network, so initial weights are seeded too."""
     torch.manual_seed(seed)
@@ -75,64 +71,12 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
-class TensorBatches:
-    """Arrays in memory (tables, windows): moved to the device once; an epoch is one gather of a
-    shuffled index, then its batches are contiguous views. No per-sample indexing."""
-
-    def __init__(self, X, y):
-        self.X, self.y = X, y
-
-    def __len__(self) -> int:
-        return len(self.X)
-
-    def prepare(self, device, task: str, n_out: int) -> None:
-        self.Xt = torch.as_tensor(self.X).to(device)
-        self.yt = _targets(self.y, task, n_out).to(device)
-
-    def probe(self, device) -> torch.Tensor:
-        return torch.as_tensor(self.X[:2]).to(device)
-
-    def batches(self, batch_size: int, order: torch.Tensor | None = None):
-        X, y = self.Xt, self.yt
-        if order is not None:  # one gather per epoch; batches are then contiguous views
-            order = order.to(X.device)
-            X, y = X[order], y[order]
-        for i in range(0, len(X), batch_size):
-            yield X[i:i + batch_size], y[i:i + batch_size]
-
-
-class TransformedBatches:
-    """Samples that a transform turns into tensors as each batch is drawn (images: decode, augment,
-    normalise), so a random augmentation is drawn afresh every epoch."""
-
-    def __init__(self, samples, y, transform):
-        self.samples, self.y, self.transform = samples, y, transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def prepare(self, device, task: str, n_out: int) -> None:
-        self.device, self.yt = device, _targets(np.asarray(self.y), task, n_out)
-
-    def probe(self, device) -> torch.Tensor:
-        return self._stack(range(min(2, len(self.samples)))).to(device)
-
-    def _stack(self, idx) -> torch.Tensor:
-        return torch.stack([self.transform(self.samples[i]) for i in idx])
-
-    def batches(self, batch_size: int, order: torch.Tensor | None = None):
-        order = torch.arange(len(self.samples)) if order is None else order
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size].tolist()
-            yield self._stack(idx).to(self.device), self.yt[idx].to(self.device)
-
-
 def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) -> list[dict[str, float]]:
     """Train ``net`` on arrays ``X``/``X_val`` or on batch sources (``TensorBatches``, ``TransformedBatches``;
     then ``y``/``y_val`` are unused). Early stopping on validation loss restores the best weights.
     Returns the history."""
-    train = X if isinstance(X, (TensorBatches, TransformedBatches)) else TensorBatches(X, y)
-    val = X_val if isinstance(X_val, (TensorBatches, TransformedBatches)) else TensorBatches(X_val, y_val)
+    train = X if isinstance(X, BatchSource) else TensorBatches(X, y)
+    val = X_val if isinstance(X_val, BatchSource) else TensorBatches(X_val, y_val)
     device = resolve_device(spec.device)
     net.to(device)
     with torch.no_grad():

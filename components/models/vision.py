@@ -11,24 +11,20 @@ from typing import Any
 
 import numpy as np
 
-from .params import Params
+from .params import ImageSettings
 from .registry import TRAIN_OPTIONS, Adapter
 
 
-class ImageParams(Params):
+class ImageParams(ImageSettings):
     """Settings from the recipe's image section, plus the model's own."""
-    size: int | None = None
-    hflip: float = 0.5
     scale: tuple[float, float] = (0.6, 1.0)
     auto_augment: str | None = None
-    pretrained: bool = False
     drop_rate: float = 0.0
 
 
 class ImageClassifier(Adapter):
     array_inputs = False
     Params = ImageParams
-    section_options = frozenset({"size", "hflip", "scale", "auto_augment", "pretrained"})
     # k logits and cross-entropy: the binary-only BCE options do not apply.
     train_options = frozenset(TRAIN_OPTIONS) - {"pos_weight", "loss", "soft_f1_alpha"}
     fitted_config = ("input_size",)
@@ -47,7 +43,7 @@ class ImageClassifier(Adapter):
     def _batches(self, images, y, training: bool):
         from PIL import Image
 
-        from .torch_training import TransformedBatches
+        from .batches import TransformedBatches
 
         tf = self.transforms(training)
         return TransformedBatches(images, y, lambda image: tf(Image.fromarray(image)))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RecipeError
-from .params import Params
+from .params import ImageSettings
 from .registry import Adapter, register_adapter
 from .ultralytics_env import ultralytics_offline
 
@@ -29,12 +29,9 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}  # train.optimizer → Ultralytics' name
 
 
-class YoloParams(Params):
+class YoloParams(ImageSettings):    # size: imgsz, the model's native 640 (224 for classify) if unset
     arch: str
     yolo_task: str                 # detect | segment | pose | classify | obb
-    size: int | None = None        # imgsz; the model's native 640 (224 for classify) if unset
-    hflip: float = 0.5
-    pretrained: bool = False
     conf: float = 0.25             # prediction: minimum score
     iou: float = 0.7               # prediction: NMS IoU
     mosaic: float = 1.0
@@ -43,7 +40,6 @@ class YoloParams(Params):
 class YoloAdapter(Adapter):
     array_inputs = False
     Params = YoloParams
-    section_options = frozenset({"size", "hflip", "pretrained"})
     # What Ultralytics' trainer is given (its schedule is its own warm-up and linear decay).
     train_options = frozenset({"epochs", "batch_size", "learning_rate", "optimizer", "weight_decay",
                                "early_stopping_patience", "seed", "device", "amp", "deterministic"})

@@ -41,7 +41,8 @@ def main() -> int:
         "ft_transformer": ["model.name=ft_transformer", "model.params={}", f"train.epochs={args.ft_epochs}",
                            "train.learning_rate=0.0001", "train.weight_decay=0.00001", "train.early_stopping_patience=16",
                            "train.scheduler=none"],  # the paper's constant learning rate
-        "hist_gradient_boosting": ["model.name=hist_gradient_boosting", "model.params={max_iter: 1000, early_stopping: true}"],
+        "hist_gradient_boosting": ["model.name=hist_gradient_boosting", "model.params={max_iter: 1000, early_stopping: true}",
+                                   "train={}"],  # the recipe's epochs etc. are for the MLP; a forest refuses them
     }
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
