@@ -18,7 +18,7 @@ import numpy as np
 
 from .batches import TransformedBatches
 from .params import ImageSettings
-from .registry import Adapter, register_adapter
+from .registry import TRAINER_OPTIONS, Adapter, register_adapter
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,7 @@ class HFClassifier(Adapter):
     array_inputs = False
     modality = "image"
     Params = HFParams
-    # What transformers.Trainer is given; its optimizer is AdamW and its schedule linear decay.
-    train_options = frozenset({"epochs", "batch_size", "learning_rate", "weight_decay", "early_stopping_patience",
-                               "seed", "device", "amp", "grad_clip", "deterministic"})
+    train_options = TRAINER_OPTIONS | {"grad_clip"}  # Trainer's optimizer is AdamW, its schedule linear decay
     fitted_config = ("input_size",)
 
     # --- model and inputs ------------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import RecipeError
 from .params import ImageSettings
-from .registry import Adapter, register_adapter
+from .registry import TRAINER_OPTIONS, Adapter, register_adapter
 from .ultralytics_env import ultralytics_offline
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,7 @@ class YoloParams(ImageSettings):    # size: imgsz, the model's native 640 (224 f
 class YoloAdapter(Adapter):
     array_inputs = False
     Params = YoloParams
-    # What Ultralytics' trainer is given (its schedule is its own warm-up and linear decay).
-    train_options = frozenset({"epochs", "batch_size", "learning_rate", "optimizer", "weight_decay",
-                               "early_stopping_patience", "seed", "device", "amp", "deterministic"})
+    train_options = TRAINER_OPTIONS | {"optimizer"}  # the schedule is Ultralytics' own warm-up and decay
     fitted_config = ("history",)
 
     def _imgsz(self) -> int:
