@@ -98,7 +98,7 @@ def main() -> None:
                         help="Images per request (more: 413).")
     parser.add_argument("--max_image_pixels", type=int, default=int(os.environ.get("MAX_IMAGE_PIXELS", 4096 * 4096)),
                         help="Width x height of one image, read from its header before decoding (more: 413).")
-    parser.add_argument("--max_request_pixels", type=int, default=int(os.environ.get("MAX_REQUEST_PIXELS", 64 << 20)),
+    parser.add_argument("--max_request_pixels", type=int, default=int(os.environ.get("MAX_REQUEST_PIXELS", 4096 * 4096)),
                         help="Pixels of all images in one request (more: 413).")
     parser.add_argument("--log_level", default=os.environ.get("LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])

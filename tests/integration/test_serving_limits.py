@@ -5,6 +5,8 @@ import re
 import select
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 
@@ -37,33 +39,60 @@ def rss_mb(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{pid}/status").read()).group(1)) / 1024
 
 
+POLLER = """
+import json, sys, threading, time, requests
+url, stop, lat, codes = sys.argv[1], threading.Event(), [], []
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+with requests.Session() as session:
+    session.get(url, timeout=30)  # connected and warm before timing starts
+    print("ready", flush=True)
+    while not stop.is_set():
+        start = time.perf_counter()
+        try:
+            codes.append(session.get(url, timeout=5).status_code)
+        except requests.RequestException:
+            codes.append(0)
+        lat.append((time.perf_counter() - start) * 1e3)
+        stop.wait(0.02)
+print(json.dumps({"latencies_ms": lat, "codes": codes}), flush=True)
+"""
+
+
 class ReadyWatch:
-    """Times /v2/health/ready on one kept-alive connection, every 20 ms, while a test runs."""
+    """Times /v2/health/ready every 20 ms on one kept-alive connection while a test runs, from its own
+    process (the test's threads cannot delay it); with a pid, samples the server's RSS too
+    (``rss_growth_mb``: the peak over the RSS at the start)."""
 
-    def __init__(self, url: str):
-        self.url, self.latencies_ms, self.codes = f"{url}/v2/health/ready", [], []
+    def __init__(self, url: str, pid: int | None = None):
+        self.url, self.pid, self.latencies_ms, self.codes = f"{url}/v2/health/ready", pid, [], []
+        self.rss_start = self.rss_peak = rss_mb(pid) if pid else 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _run(self):
-        with requests.Session() as session:
-            while not self._stop.is_set():
-                start = time.perf_counter()
-                try:
-                    code = session.get(self.url, timeout=5).status_code
-                except requests.RequestException:
-                    code = 0
-                self.latencies_ms.append((time.perf_counter() - start) * 1e3)
-                self.codes.append(code)
-                self._stop.wait(0.02)
+    @property
+    def rss_growth_mb(self) -> float:
+        return self.rss_peak - self.rss_start
+
+    def _sample(self):
+        while not self._stop.wait(0.02):
+            if self.pid:
+                self.rss_peak = max(self.rss_peak, rss_mb(self.pid))
 
     def __enter__(self):
+        self._poller = subprocess.Popen([sys.executable, "-c", POLLER, self.url], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        assert self._poller.stdout.readline().strip() == "ready"
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
+        out, _ = self._poller.communicate("", timeout=30)
+        result = json.loads(out.strip().splitlines()[-1])
+        self.latencies_ms, self.codes = result["latencies_ms"], result["codes"]
         self._stop.set()
         self._thread.join()
+        if self.pid:
+            self.rss_peak = max(self.rss_peak, rss_mb(self.pid))
 
 
 def read_answer(sock: socket.socket) -> bytes:
@@ -91,28 +120,34 @@ def test_listens_on_loopback_only_unless_asked(server):
 
 
 # --- item 3: streamed bodies, slow clients -----------------------------------------------------
-def test_a_300_mb_chunked_body_is_refused_at_the_limit(server):
-    """No Content-Length: the limit counts the bytes as they stream in, and the connection is closed."""
-    proc, port, url = server
-    before = peak = rss_mb(proc.pid)
+def stream_chunked(port: int, path: str, total: int, pid: int | None = None) -> tuple[bytes, int, float, float]:
+    """POST ``total`` bytes chunked (no Content-Length) until the server answers or closes; returns the
+    answer, the bytes sent, the seconds taken and the server's peak RSS meanwhile (MB)."""
     chunk = b"1," * 32768
     frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+    peak = rss_mb(pid) if pid else 0.0
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(b"POST /v1/models/housing:predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                 b"Transfer-Encoding: chunked\r\n\r\n")
+    sock.sendall(b"POST /%s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                 b"Transfer-Encoding: chunked\r\n\r\n" % path.encode())
     sent, start = 0, time.monotonic()
     try:
-        while sent < 300_000_000 and not select.select([sock], [], [], 0)[0]:
+        while sent < total and not select.select([sock], [], [], 0)[0]:
             sock.sendall(frame)
             sent += len(chunk)
-            if sent % (4 << 20) < len(chunk):
-                peak = max(peak, rss_mb(proc.pid))
+            if pid and sent % (4 << 20) < len(chunk):
+                peak = max(peak, rss_mb(pid))
     except OSError:
         pass  # the server closed the connection at the limit
     answer = read_answer(sock)
-    elapsed = time.monotonic() - start
     sock.close()
-    peak = max(peak, rss_mb(proc.pid))
+    return answer, sent, time.monotonic() - start, max(peak, rss_mb(pid)) if pid else 0.0
+
+
+def test_a_300_mb_chunked_body_is_refused_at_the_limit(server):
+    """No Content-Length: the limit counts the bytes as they stream in, and the connection is closed."""
+    proc, port, url = server
+    before = rss_mb(proc.pid)
+    answer, sent, elapsed, peak = stream_chunked(port, "v1/models/housing:predict", 300_000_000, proc.pid)
     assert answer.startswith(b"HTTP/1.1 413") and b"counted as it streamed in" in answer, answer[:300]
     assert sent < 64 << 20, f"{sent:,} bytes accepted before the refusal"
     assert elapsed < 10 and peak - before < 200, (elapsed, before, peak)
