@@ -9,6 +9,7 @@ from components.steps.backtest import backtest
 from tests.conftest import ROOT, run_steps
 
 
+@pytest.mark.slow  # trains every fold (about 18 s on 2 cores)
 def test_every_fold_is_scored_and_the_last_is_the_pipelines_split(tmp_path):
     recipe = Recipe.from_file(ROOT / "pipelines" / "recipes" / "co2-weekly.yaml",
                               ["split.method=rolling", "split.folds=3", "train.epochs=2"])
