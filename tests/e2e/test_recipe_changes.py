@@ -50,7 +50,7 @@ def test_each_changed_section_reruns_exactly_its_steps_and_the_result_shows_it(r
     again, ran, _ = run()
     assert set(again["cached"]) == CACHEABLE and ran == set(), "the same recipe on the same data reuses every step"
 
-    second, ran, out = run("name=second-recipe", "model.name=linear", "model.params={}",
+    second, ran, out = run("name=second-recipe", "model.name=linear", "model.params={}", "train={}",
                            "register.model_name=second-model", "deploy.port=8199")
     assert ran == {"train", "evaluate"}, "a second recipe on the same data shares the data steps, not the model"
     assert bundle(out).meta.model_name == "linear" and second["registered"].startswith("second-model version 1")
