@@ -133,7 +133,8 @@ def main() -> None:
         logging.getLogger(__name__).warning("--model_dir %s is loaded without a registered digest to check its "
                                             "files against; pass --expected_digest", args.model_dir)
     model = BundlePredictor(args.model_name, _local_model_dir(args.model_dir), args.max_batch_rows,
-                            args.max_batch_wait_ms, args.request_timeout_s, expected_digest=args.expected_digest)
+                            args.max_batch_wait_ms, args.request_timeout_s, expected_digest=args.expected_digest,
+                            version=args.model_version)
     model.load()
     _install_error_handlers()
     media.configure(args.max_images, args.max_image_pixels, args.max_request_pixels)

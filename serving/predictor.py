@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -37,9 +38,9 @@ class PredictionTimeout(RuntimeError):
 
 class BundlePredictor(Model):
     def __init__(self, name: str, model_dir: str, max_batch_rows: int = 256, max_wait_ms: float = 2.0,
-                 timeout_s: float = 30.0, expected_digest: str = ""):
+                 timeout_s: float = 30.0, expected_digest: str = "", version: str = ""):
         super().__init__(name)
-        self.model_dir, self.expected_digest = model_dir, expected_digest
+        self.model_dir, self.expected_digest, self.version = model_dir, expected_digest, version
         self.max_batch_rows, self.max_wait_ms, self.timeout_s = max_batch_rows, max_wait_ms, timeout_s
         self.bundle: Bundle | None = None
         self.batcher: MicroBatcher | None = None
@@ -217,21 +218,64 @@ class BundlePredictor(Model):
 
     async def predict(self, payload, headers=None, response_headers=None):
         if self.media is not None:
-            return await self._predict_media(payload)
+            return self._versioned(await self._predict_media(payload))
+        started = time.perf_counter()
         try:
             records = self._v2_records(payload) if isinstance(payload, InferRequest) else self._v1_records(payload)
         except InvalidInput:
             metrics.ERRORS.labels(self.name, "invalid_input").inc()
             raise
+        parsed = time.perf_counter()
         out = await self._predict_frame(records)
+        predicted = time.perf_counter()
         numbers = out.select_dtypes("number").to_numpy(np.float64)
         if numbers.size and not np.isfinite(numbers).all():  # never NaN/inf (JSON null) in an answer
             metrics.ERRORS.labels(self.name, "invalid_input").inc()
             raise InvalidInput(self._no_finite_answer(records, int(np.flatnonzero(~np.isfinite(numbers).all(1))[0])))
+        answer = self._v2_outputs(out) if isinstance(payload, InferRequest) else self._v1_predictions(out)
+        timings = {"preprocess": parsed - started, "inference": predicted - parsed,
+                   "postprocess": time.perf_counter() - predicted}
+        timings_ms = {k: round(v * 1000, 3) for k, v in timings.items()}
         if isinstance(payload, InferRequest):
-            return InferResponse(model_name=self.name, infer_outputs=self._v2_outputs(out),
-                                 response_id=payload.id or str(uuid.uuid4()))
-        return {"predictions": self._v1_predictions(out)}
+            return self._versioned(InferResponse(model_name=self.name, infer_outputs=answer,
+                                                 response_id=payload.id or str(uuid.uuid4()),
+                                                 parameters={f"{k}_ms": v for k, v in timings_ms.items()}))
+        return self._versioned({"predictions": answer, "timings_ms": timings_ms})
+
+    def _versioned(self, answer):
+        """Every answer names the version that gave it."""
+        if isinstance(answer, InferResponse):
+            answer.model_version = self.version or None
+            return answer
+        return {**answer, "model_version": self.version}
+
+    # --- what the server says about itself (V2 model metadata) ------------------------------
+    def get_input_types(self) -> list[dict]:
+        meta = self.bundle.meta
+        if meta.family in ("image", "text"):
+            return [{"name": meta.family, "datatype": "BYTES", "shape": [-1]}]
+        if self.series:
+            return [{"name": "window", "datatype": "FP32",
+                     "shape": [-1, len(meta.features), self.series["context_len"]]}]
+        return [{"name": f["name"], "datatype": "FP64" if f.get("kind") == "numeric" else "BYTES", "shape": [-1]}
+                for f in meta.features]
+
+    def get_output_types(self) -> list[dict]:
+        meta = self.bundle.meta
+        if meta.task == "regression":
+            return [{"name": "prediction", "datatype": "FP64", "shape": [-1]}]
+        if meta.task == "detection":
+            return [{"name": "detections", "datatype": "BYTES", "shape": [-1]}]
+        k = len(meta.classes or [])
+        if self.media is not None:
+            top = min(5, k)
+            return [{"name": "label", "datatype": "BYTES", "shape": [-1]},
+                    {"name": "probability", "datatype": "FP64", "shape": [-1]},
+                    {"name": "top5_labels", "datatype": "BYTES", "shape": [-1, top]},
+                    {"name": "top5_probabilities", "datatype": "FP64", "shape": [-1, top]}]
+        return [{"name": "label", "datatype": "BYTES", "shape": [-1]},
+                {"name": "probability", "datatype": "FP64", "shape": [-1]},
+                {"name": "probabilities", "datatype": "FP64", "shape": [-1, k]}]  # classes: in each answer
 
     def _v1_predictions(self, out: pd.DataFrame) -> list:
         if self.bundle.meta.task == "regression":

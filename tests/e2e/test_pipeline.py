@@ -111,7 +111,7 @@ def test_time_series_recipes_end_to_end(recipe_name, overrides, tmp_path, monkey
         assert summary["cached"] == []
         again = run_local(recipe)
         assert set(again["cached"]) == {"resolve", "load", "preprocess", "split", "train", "evaluate"}, again
-        assert again["registered"].startswith(f"{name} version 2") and again["sample_answer"] == summary["sample_answer"]
+        assert again["registered"].startswith(f"{name} version 2") and again["sample_answer"]["predictions"] == summary["sample_answer"]["predictions"]
     finally:
         stop_local_server(name)
 

@@ -10,19 +10,19 @@ from tests.conftest import free_port, start_process, stop_process, wait_http
 pytestmark = pytest.mark.integration
 
 
-def serve(python, run, name, tmp_path_factory):
+def serve(python, run, name, tmp_path_factory, *extra):
     _, p = run
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
     proc = start_process([python, "-m", "serving", "--model_dir", str(p["model"]), "--model_name", name,
-                          "--http_port", str(port)], log)
+                          "--http_port", str(port), *extra], log)
     wait_http(f"http://127.0.0.1:{port}/v2/models/{name}/ready", proc, 90, log)
     return proc, f"http://127.0.0.1:{port}", p
 
 
 @pytest.fixture(scope="module")
 def housing(python, regression_run, tmp_path_factory):
-    proc, url, p = serve(python, regression_run, "housing", tmp_path_factory)
+    proc, url, p = serve(python, regression_run, "housing", tmp_path_factory, "--model_version=7")
     yield url, p
     stop_process(proc)
 
@@ -207,3 +207,22 @@ def test_a_slow_prediction_times_out_with_504_and_the_server_keeps_answering(reg
 
     answer = asyncio.run(scenario())
     np.testing.assert_allclose(answer["predictions"], load_bundle(p["model"]).predict(frame), rtol=1e-6)
+
+
+def test_the_server_describes_its_model_and_every_answer_names_its_version(housing, cancer):
+    url, p = housing
+    meta = requests.get(f"{url}/v2/models/housing", timeout=10).json()
+    features = list(rows(p, "MedHouseVal").columns)
+    assert [i["name"] for i in meta["inputs"]] == features and {i["datatype"] for i in meta["inputs"]} == {"FP64"}
+    assert meta["outputs"] == [{"name": "prediction", "datatype": "FP64", "shape": [-1]}]
+    assert meta["versions"] == ["7"]
+    frame = rows(p, "MedHouseVal", 2)
+    v1 = requests.post(f"{url}/v1/models/housing:predict", json={"instances": frame.to_dict("records")}).json()
+    assert v1["model_version"] == "7" and set(v1["timings_ms"]) == {"preprocess", "inference", "postprocess"}
+    v2 = requests.post(f"{url}/v2/models/housing/infer", json=v2_body(frame)).json()
+    assert v2["model_version"] == "7" and {"preprocess_ms", "inference_ms", "postprocess_ms"} <= set(v2["parameters"])
+
+    curl, cp = cancer
+    outputs = requests.get(f"{curl}/v2/models/cancer", timeout=10).json()["outputs"]
+    assert [o["name"] for o in outputs] == ["label", "probability", "probabilities"]
+    assert outputs[2]["shape"] == [-1, 2]
