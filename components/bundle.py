@@ -64,13 +64,17 @@ class Bundle:
         ``{"boxes": [[x0, y0, x1, y1], ...] (pixels), "labels": [class], "scores": [...]}``."""
         raw = self.adapter.predict_raw(self.features(records))
         if self.meta.task == "detection":
-            return [{"boxes": np.asarray(d["boxes"], dtype=float).reshape(-1, 4).tolist(),
-                     "labels": [self.meta.classes[int(c)] for c in d["classes"]],
-                     "scores": np.asarray(d["scores"], dtype=float).tolist()} for d in raw]
+            return self.detections(raw)
         if self.meta.task == "regression":
             offset = family(self.meta.family).prediction_offset(self.meta, records)
             return raw * self.meta.target_std + self.meta.target_mean + offset
         return np.asarray(self.meta.classes, dtype=object)[raw.argmax(axis=1)]
+
+    def detections(self, raw) -> list[dict]:
+        """The adapter's raw detections as answers: boxes (xyxy, pixels, to 0.01 px), class names, scores."""
+        return [{"boxes": np.round(np.asarray(d["boxes"], dtype=float).reshape(-1, 4), 2).tolist(),
+                 "labels": [self.meta.classes[int(c)] for c in d["classes"]],
+                 "scores": np.round(np.asarray(d["scores"], dtype=float), 5).tolist()} for d in raw]
 
     def predict_proba(self, records) -> np.ndarray:
         if self.meta.task != "classification":

@@ -173,9 +173,7 @@ class MediaModel:
     def _answers(self, raw) -> list[dict]:
         classes = self.bundle.meta.classes
         if self.bundle.meta.task == "detection":
-            return [{"boxes": np.round(np.asarray(d["boxes"], dtype=float).reshape(-1, 4), 2).tolist(),
-                     "labels": [classes[int(c)] for c in d["classes"]],
-                     "scores": np.round(np.asarray(d["scores"], dtype=float), 5).tolist()} for d in raw]
+            return self.bundle.detections(raw)
         out = []
         for row in np.asarray(raw):
             top = np.argsort(-row)[:5]

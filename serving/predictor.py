@@ -10,6 +10,7 @@ Bad requests raise ``InvalidInput`` (HTTP 400) naming what was wrong; the server
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -180,9 +181,14 @@ class BundlePredictor(Model):
                    "training range"))
 
     # --- prediction ------------------------------------------------------------------------
-    async def _predict_frame(self, records) -> pd.DataFrame:
+    @contextlib.contextmanager
+    def _errors(self):
+        """One mapping from what went wrong to the HTTP answer and the error metric, for every path."""
         try:
-            return await asyncio.wait_for(self.batcher.submit(records, len(records)), self.timeout_s)
+            yield
+        except (InvalidInput, media.RequestTooLarge):
+            metrics.ERRORS.labels(self.name, "invalid_input").inc()
+            raise
         except InvalidInputError as exc:
             metrics.ERRORS.labels(self.name, "invalid_input").inc()
             raise InvalidInput(str(exc)) from None
@@ -195,21 +201,15 @@ class BundlePredictor(Model):
             log.exception("prediction failed")
             raise InferenceError(f"prediction failed: {exc}") from None
 
+    async def _predict_frame(self, records) -> pd.DataFrame:
+        with self._errors():
+            return await asyncio.wait_for(self.batcher.submit(records, len(records)), self.timeout_s)
+
     async def _predict_media(self, payload):
         family = self.bundle.meta.family
-        try:
+        with self._errors():
             items = media.v2_items(payload, family) if isinstance(payload, InferRequest) else media.v1_items(payload)
             answers, timings = await self.media.answer(items)
-        except (InvalidInput, media.RequestTooLarge):
-            metrics.ERRORS.labels(self.name, "invalid_input").inc()
-            raise
-        except asyncio.TimeoutError:
-            metrics.ERRORS.labels(self.name, "timeout").inc()
-            raise PredictionTimeout(f"the model did not answer within {self.timeout_s:g} s") from None
-        except Exception as exc:
-            metrics.ERRORS.labels(self.name, "model_error").inc()
-            log.exception("prediction failed")
-            raise InferenceError(f"prediction failed: {exc}") from None
         if isinstance(payload, InferRequest):
             return InferResponse(model_name=self.name, infer_outputs=self.media.v2_outputs(answers),
                                  response_id=payload.id or str(uuid.uuid4()),
@@ -220,11 +220,8 @@ class BundlePredictor(Model):
         if self.media is not None:
             return self._versioned(await self._predict_media(payload))
         started = time.perf_counter()
-        try:
+        with self._errors():
             records = self._v2_records(payload) if isinstance(payload, InferRequest) else self._v1_records(payload)
-        except InvalidInput:
-            metrics.ERRORS.labels(self.name, "invalid_input").inc()
-            raise
         parsed = time.perf_counter()
         out = await self._predict_frame(records)
         predicted = time.perf_counter()
