@@ -32,6 +32,7 @@ bench: setup         ## benchmarks (figures in README): training loop, windowing
 	$(BIN)/python tests/benchmarks/bench_serving.py
 	$(BIN)/python tests/benchmarks/bench_california.py
 	$(BIN)/python tests/benchmarks/bench_batch_predict.py
+	$(BIN)/python tests/benchmarks/bench_threads.py
 
 compile: setup       ## pipelines/compiled/pipeline.yaml for the KFP UI
 	$(BIN)/python pipelines/compile.py --recipe $(RECIPE)

@@ -150,6 +150,8 @@ class TrainSpec(_Section):
     loss: Literal["auto", "bce_soft_f1"] = Field(
         "auto", description="auto: MSE / BCE / cross-entropy; bce_soft_f1: alpha*BCE + (1-alpha)*(1-soft F1).")
     soft_f1_alpha: float = Field(0.5, ge=0, le=1)
+    threads: int | None = Field(None, gt=0, description="CPU threads for training; unset: the CPU affinity and "
+                                                        "cgroup quota, less cores other processes keep busy.")
     checkpoint_path: str | None = Field(None, description="Write the best epoch's weights here as training runs.")
     init_from: str | None = Field(
         None, description="Fine-tune from a registered version (models:/name@alias), a bundle dir or a .pt file.")

@@ -115,6 +115,8 @@ def main() -> None:
                         help="Pixels of all images in one request (more: 413).")
     parser.add_argument("--log_level", default=os.environ.get("LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("SERVING_THREADS", 0)) or None,
+                        help="CPU threads for the model (default: CPU affinity and cgroup quota, less busy cores)")
     parser.add_argument("--expected_digest", default=os.environ.get("MODEL_DIGEST", ""),
                         help="SHA-256 of the bundle's file manifest (the registered version's bundle_sha256 tag); "
                              "the server refuses to load other files. Deploy passes it.")
@@ -135,7 +137,10 @@ def main() -> None:
     model = BundlePredictor(args.model_name, _local_model_dir(args.model_dir), args.max_batch_rows,
                             args.max_batch_wait_ms, args.request_timeout_s, expected_digest=args.expected_digest,
                             version=args.model_version)
+    from components import threads
+
     model.load()
+    threads.configure(args.threads)
     _install_error_handlers()
     media.configure(args.max_images, args.max_image_pixels, args.max_request_pixels)
     _return_large_buffers_to_the_os()

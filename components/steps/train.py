@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import plots
+from .. import plots, threads
 from ..bundle import Bundle, BundleMeta, read_json
 from ..models import build_adapter, get_entry
 from ..recipe import Recipe
@@ -59,6 +59,7 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
 
     log.info("fitting %s on %d samples (input %s), validating on %d", recipe.model.name, len(X_train),
              tuple(X_train.shape[1:]) if hasattr(X_train, "shape") else type(X_train[0]).__name__, len(X_val))
+    threads.configure(recipe.train.threads)  # before the first parallel region: torch fixes its pool then
     adapter.fit(X_train, encode_target(y_train, meta), X_val, encode_target(y_val, meta), recipe.train, on_epoch,
                 **fit_params)
     best = min(adapter.history_, key=lambda h: h["val_loss"])
