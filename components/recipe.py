@@ -191,7 +191,13 @@ class RegisterSpec(_Section):
 class DeploySpec(_Section):
     target: Literal["local", "kserve"] = "local"
     port: int = Field(8080, gt=0, lt=65536, description="Local model server port.")
-    namespace: str = "default"
+    namespace: str | None = Field(None, description="KServe namespace. Unset: the namespace the deploy step runs in "
+                                  "(on Kubeflow Pipelines the run's, e.g. a profile namespace), else the kube config "
+                                  "context's, else 'default'.")
+    deployment_mode: Literal["RawDeployment", "Serverless", "Standard", "Knative"] = Field(
+        "RawDeployment", description="KServe's serving.kserve.io/deploymentMode. RawDeployment (a Deployment and a "
+        "Service; KServe 0.16+ calls it Standard) needs no Knative; Serverless (Knative; 0.16+: Knative) scales to "
+        "zero and splits canary traffic.")
     service_account: str = Field("kfp-ml-platform-serving", description="Carries the S3 secret (kserve target).")
     runtime: str = Field("kfp-ml-platform", description="KServe ServingRuntime that runs the predictor image.")
     cpu: str = "500m"
@@ -200,6 +206,13 @@ class DeploySpec(_Section):
     memory_limit: str = "4Gi"
     canary_traffic_percent: int | None = Field(None, ge=0, le=100, description="Share of traffic for the new revision.")
     timeout_s: int = Field(600, gt=0, description="How long to wait for the InferenceService to be Ready.")
+
+    @model_validator(mode="after")
+    def _canary_needs_knative(self) -> "DeploySpec":
+        if self.canary_traffic_percent is not None and self.deployment_mode not in ("Serverless", "Knative"):
+            raise ValueError(f"canary_traffic_percent needs deployment_mode Serverless (KServe splits canary "
+                             f"traffic with Knative only), not {self.deployment_mode}")
+        return self
 
 
 class Recipe(_Section):
@@ -257,7 +270,7 @@ class Recipe(_Section):
         if self.data.target and self.data.target in self.data.drop_columns:
             raise ValueError(f"data.target {self.data.target!r} is also in data.drop_columns")
         if self.deploy.target == "kserve":
-            host = f"{self.registry.model_name}-predictor-{self.deploy.namespace}"
+            host = f"{self.registry.model_name}-predictor-{self.deploy.namespace or ''}"  # unset: known at run time
             if len(host) > DNS_LABEL_MAX:
                 raise ValueError(f"register.model_name and deploy.namespace are too long together: KServe's host "
                                  f"label {host!r} has {len(host)} characters, at most {DNS_LABEL_MAX} are allowed")

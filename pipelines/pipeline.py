@@ -16,19 +16,65 @@ from pipelines.kfp_steps import build_components
 
 
 @dataclass(frozen=True)
+class StepResources:
+    """Kubernetes requests and limits of one step's container."""
+    cpu: str
+    memory: str
+    cpu_limit: str
+    memory_limit: str
+
+
+# Requests are what the scheduler reserves, limits what a step may burst to (memory over its limit
+# is an OOM kill): sized for the shipped recipes with room for data a few times larger.
+DEFAULT_RESOURCES: dict[str, StepResources] = {
+    "resolve": StepResources("100m", "256Mi", "500m", "512Mi"),
+    "load": StepResources("500m", "2Gi", "2", "8Gi"),
+    "preprocess": StepResources("500m", "2Gi", "2", "8Gi"),
+    "split": StepResources("500m", "2Gi", "2", "8Gi"),
+    "train": StepResources("4", "16Gi", "8", "32Gi"),
+    "backtest": StepResources("4", "16Gi", "8", "32Gi"),
+    "evaluate": StepResources("1", "4Gi", "2", "8Gi"),
+    "register": StepResources("500m", "1Gi", "1", "4Gi"),
+    "deploy": StepResources("100m", "512Mi", "500m", "1Gi"),
+}
+NETWORK_STEPS = ("load", "register", "deploy")  # talk to the object store, MLflow or the Kubernetes API
+
+
+@dataclass(frozen=True)
 class ClusterConfig:
-    """Compile-time cluster settings: train placement, step images, and the Secrets steps read."""
+    """Compile-time cluster settings: train placement, step images and resources, retries, and the
+    Secrets steps read."""
     gpus: int = 1
     accelerator: str = "nvidia.com/gpu"
     node_selector: tuple[str, str] | None = ("nvidia.com/gpu.present", "true")
     toleration: str | None = "nvidia.com/gpu"
-    cpu: str = "4"
-    memory: str = "16G"
-    image_registry: str | None = None   # None: PLATFORM_IMAGE_REGISTRY
+    image_registry: str | None = None   # None: PLATFORM_IMAGE_REGISTRY (pipelines/images.py decides)
     image_tag: str | None = None        # None: PLATFORM_IMAGE_TAG
     # Credentials reach steps only as environment variables from these Kubernetes Secrets.
     s3_secret: str | None = "kfp-ml-platform-s3"          # keys: endpoint, accesskey, secretkey
     mlflow_secret: str | None = "kfp-ml-platform-mlflow"  # keys: tracking_uri, s3_endpoint, artifacts_destination
+    # step → requests/limits; a step not named here keeps its DEFAULT_RESOURCES entry
+    resources: tuple[tuple[str, StepResources], ...] = ()
+    # Retries of the steps that touch the network (NETWORK_STEPS), with exponential backoff.
+    # None: 3 on a cluster; 0 for a config that names no Secrets (the local run, where a retry
+    # would only repeat a clear failure, e.g. bad input, several times).
+    retries: int | None = None
+    retry_backoff: str = "30s"
+    retry_backoff_max: str = "10m"
+
+    @classmethod
+    def local(cls) -> "ClusterConfig":
+        """The config of a run on this machine: no GPU placement, no Secrets, no retries."""
+        return cls(gpus=0, node_selector=None, toleration=None, s3_secret=None, mlflow_secret=None, retries=0)
+
+    def step_resources(self, step: str) -> StepResources:
+        return dict(self.resources).get(step) or DEFAULT_RESOURCES[step]
+
+    @property
+    def step_retries(self) -> int:
+        if self.retries is not None:
+            return self.retries
+        return 0 if self.s3_secret is None and self.mlflow_secret is None else 3
 
 
 S3_ENV = {"endpoint": "S3_ENDPOINT_URL", "accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
@@ -63,9 +109,21 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
         registered_model_name: str = recipe.registry.model_name,
         recipe_json: str = recipe.to_json(),
     ):
+        """Train, evaluate, register and serve one recipe.
+
+        Args:
+            data_uri: Where the data is: an s3:// URI (object, prefix or glob) in the cluster's object store; a CSV, JSON, Parquet table, an image folder, a YOLO or COCO directory or an archive. Overrides the recipe's data.uri.
+            target: Column to predict (tables and text); empty for image and time-series recipes that name none.
+            model_name: Model from the catalog (python -m components.models list), e.g. mlp, hist_gradient_boosting, timm:resnet18, yolo11n. Overrides model.name.
+            epochs: Training epochs. Overrides train.epochs.
+            learning_rate: Optimizer learning rate. Overrides train.learning_rate.
+            registered_model_name: MLflow registered model name, also the InferenceService name (a DNS-1035 label). Overrides register.model_name.
+            recipe_json: The whole recipe as JSON (the form's fields above override it): preprocessing, split, model parameters, the evaluation gate, and deploy (target kserve, namespace: empty means the namespace the run runs in).
+        """
         views = steps.resolve_recipe(recipe_json=recipe_json, data_uri=data_uri, target=target,
                                      model_name=model_name, epochs=epochs, learning_rate=learning_rate,
                                      registered_model_name=registered_model_name).set_display_name("resolve")
+        tasks = {"resolve": views}
         view = views.outputs  # step → the recipe sections it reads: a step re-runs only when those change
         # Local data is also keyed by its content (an ordinary input, never a custom cache key:
         # a custom key makes KFP ignore every other input), so editing a file in place re-runs load.
@@ -92,6 +150,9 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
             deploy = steps.deploy_model(recipe_json=view["deploy"], registration=register.output).set_display_name("deploy")
             deploy.set_caching_options(False)
         use_secrets(cluster, s3=[load, train, register, deploy], mlflow=[train, register, deploy])
+        tasks.update(load=load, preprocess=prep, split=parts, train=train, evaluate=evaluate, register=register,
+                     deploy=deploy, **({"backtest": backtest} if recipe.split.method == "rolling" else {}))
+        set_resources_and_retries(tasks, cluster)
 
     return training_pipeline
 
@@ -103,8 +164,17 @@ def use_secrets(cluster: ClusterConfig, s3: list, mlflow: list) -> None:
         kubernetes.use_secret_as_env(task, cluster.mlflow_secret, MLFLOW_ENV)
 
 
+def set_resources_and_retries(tasks: dict, cluster: ClusterConfig) -> None:
+    """Requests and limits on every step; retries with backoff on the steps that touch the network."""
+    for step, task in tasks.items():
+        r = cluster.step_resources(step)
+        task.set_cpu_request(r.cpu).set_cpu_limit(r.cpu_limit).set_memory_request(r.memory).set_memory_limit(r.memory_limit)
+        if step in NETWORK_STEPS and cluster.step_retries:
+            task.set_retry(num_retries=cluster.step_retries, backoff_duration=cluster.retry_backoff, backoff_factor=2.0,
+                           backoff_max_duration=cluster.retry_backoff_max)
+
+
 def _place_on_gpu(task, cluster: ClusterConfig) -> None:
-    task.set_cpu_request(cluster.cpu).set_memory_request(cluster.memory)
     if cluster.gpus:
         task.set_accelerator_type(cluster.accelerator).set_accelerator_limit(cluster.gpus)
     if cluster.node_selector:

@@ -2,7 +2,8 @@
 
     python pipelines/submit.py                                  # default recipe, whole DAG, locally
     python pipelines/submit.py --recipe pipelines/recipes/breast-cancer.yaml --set train.epochs=20
-    python pipelines/submit.py --host https://kfp.example.com --experiment housing
+    python pipelines/submit.py --host https://kfp.example.com --experiment housing --image-registry REG --image-tag TAG
+    python pipelines/submit.py --host https://kubeflow.example.com/pipeline --namespace team-a   # multi-user
     python pipelines/submit.py predict --model models:/california-housing@champion --data data/california_housing.parquet
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from components.check import check  # noqa: E402
+from components.errors import PlatformError  # noqa: E402
 from components.recipe import Recipe, RecipeError  # noqa: E402
 from components.settings import local_service_env, platform_home, redact_uri  # noqa: E402
 
@@ -88,35 +90,102 @@ def post_json(url: str, body: dict) -> dict:
         return json.loads(resp.read())
 
 
+def _tree_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def _tree_hash(root: Path, files: list[Path]) -> str:
+    """Content and layout of a directory: a renamed or moved file changes it too."""
+    import hashlib
+
+    from components.storage import content_hash
+
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(root).as_posix()}\0{content_hash([path])}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def stage_data(recipe: Recipe) -> Recipe:
-    """A cluster cannot read this machine's files: upload local data and point the recipe at it."""
+    """A cluster cannot read this machine's files: upload local data and point the recipe at it.
+
+    A directory (an image folder, a YOLO or COCO dataset) is uploaded whole, keeping its layout,
+    and the recipe points at its prefix; a file or a glob's files go under one prefix keyed by
+    their content, so the same data is uploaded once and changed data lands somewhere new."""
+    from components.errors import DataError
     from components.storage import content_hash, expand, is_remote, object_store, upload
 
     if is_remote(recipe.data.uri):
         return recipe
     object_store()  # fails with a clear message when no object store is configured
-    paths = expand(str(ROOT / recipe.data.uri) if not Path(recipe.data.uri).is_absolute() else recipe.data.uri)
+    local = Path(recipe.data.uri) if Path(recipe.data.uri).is_absolute() else ROOT / recipe.data.uri
     bucket = os.environ.get("PLATFORM_DATA_BUCKET", "kfp-ml-platform-data")
-    prefix = f"s3://{bucket}/{recipe.name}/{content_hash(paths)}"
-    for path in paths:
-        upload(path, f"{prefix}/{path.name}")
-    uri = f"{prefix}/{paths[0].name}" if len(paths) == 1 else prefix
-    print(f"uploaded {len(paths)} local file(s) to {uri}")
+    if local.is_dir():
+        files = _tree_files(local)
+        if not files:
+            raise DataError(f"directory {local} holds no files to upload")
+        uri = f"s3://{bucket}/{recipe.name}/{_tree_hash(local, files)}/{local.name}"
+        for path in files:
+            upload(path, f"{uri}/{path.relative_to(local).as_posix()}")
+    else:
+        files = expand(str(local))
+        prefix = f"s3://{bucket}/{recipe.name}/{content_hash(files)}"
+        for path in files:
+            upload(path, f"{prefix}/{path.name}")
+        uri = f"{prefix}/{files[0].name}" if len(files) == 1 else prefix
+    print(f"uploaded {len(files)} local file(s) to {uri}")
     return Recipe.parse(recipe.model_dump(mode="json", by_alias=True), [f"data.uri={uri}"])
 
 
-def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: str | None,
-                  pipeline_root: str | None = None, caching: bool = True) -> str:
+def kfp_client(host: str, namespace: str | None = None, token_path: str | None = None):
+    """A kfp.Client that authenticates the way the endpoint wants, checked against multi-user mode.
+
+    Bearer token: from a file (``--token-path`` or KF_PIPELINES_SA_TOKEN_PATH, e.g. a projected
+    ServiceAccount token; re-read on every request) or from KF_PIPELINES_TOKEN (e.g. the output of
+    ``kubectl create token default-editor -n <profile> --audience pipelines.kubeflow.org``).
+    Session cookie: KF_PIPELINES_COOKIE (``name=value`` as the browser holds it, e.g.
+    ``oauth2_proxy_kubeflow=…`` behind Kubeflow's oauth2-proxy). Secrets come from the
+    environment or a file, never from the command line, so they stay out of shell history and ps.
+    """
     import kfp
+    from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
 
-    from pipelines.pipeline import make_pipeline
+    token_path = token_path or os.environ.get("KF_PIPELINES_SA_TOKEN_PATH")
+    if token_path and not Path(token_path).is_file():
+        raise SubmitError(f"the token file {token_path} does not exist (--token-path / KF_PIPELINES_SA_TOKEN_PATH)")
+    credentials = ServiceAccountTokenVolumeCredentials(path=token_path) if token_path else None
+    token = None if credentials else os.environ.get("KF_PIPELINES_TOKEN") or None
+    client = kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=token, credentials=credentials,
+                        cookies=os.environ.get("KF_PIPELINES_COOKIE") or None)
+    if not namespace and client.get_kfp_healthz().multi_user:
+        raise SubmitError(f"{host} is a multi-user Kubeflow: pass --namespace with your profile namespace "
+                          "(runs land there and run as its default-editor)")
+    return client
 
+
+class SubmitError(PlatformError, RuntimeError):
+    """The run cannot be submitted as asked; the message says why and what to pass."""
+
+
+def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: str | None,
+                  pipeline_root: str | None = None, caching: bool = True, cluster=None,
+                  namespace: str | None = None, token_path: str | None = None) -> str:
+    """Upload local data, then create a run of the pipeline compiled for ``cluster`` (its images,
+    resources and retries); the images must name a registry the cluster pulls from."""
+    from pipelines.images import registry_problem
+    from pipelines.pipeline import ClusterConfig, make_pipeline
+
+    cluster = cluster or ClusterConfig()
+    if problem := registry_problem(cluster.image_registry):
+        raise SubmitError(problem)
+    client = kfp_client(host, namespace, token_path)  # before uploading: a refused login uploads nothing
     recipe = stage_data(recipe)
-    client = kfp.Client(host=host)
-    run = client.create_run_from_pipeline_func(make_pipeline(recipe), arguments={},
+    run = client.create_run_from_pipeline_func(make_pipeline(recipe, cluster), arguments={},
                                                experiment_name=experiment or recipe.experiment,
+                                               namespace=namespace,
                                                run_name=run_name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                               pipeline_root=pipeline_root,  # None: KFP's MinIO
+                                               pipeline_root=pipeline_root,  # None: the namespace's KFP default
                                                enable_caching=caching)
     return f"{host.rstrip('/')}/#/runs/details/{run.run_id}"
 
@@ -166,28 +235,30 @@ def main(argv=None) -> int:
     parser.add_argument("--host", help="KFP endpoint; without it the pipeline runs locally with kfp.local")
     parser.add_argument("--experiment", help="KFP experiment name (default: the recipe's experiment)")
     parser.add_argument("--run-name")
-    parser.add_argument("--pipeline-root", help="with --host: artifact root (default: KFP's minio://mlpipeline/v2/artifacts)")
+    parser.add_argument("--pipeline-root", help="with --host: artifact root (default: KFP's, e.g. "
+                                                "minio://mlpipeline/v2/artifacts; KFP names its S3 store minio:// "
+                                                "whether SeaweedFS or MinIO serves it)")
+    parser.add_argument("--namespace", help="with --host on multi-user Kubeflow: your profile namespace (the run "
+                                            "lands there and the model is served there)")
+    parser.add_argument("--token-path", help="with --host: file holding a bearer token (default: "
+                                             "KF_PIPELINES_SA_TOKEN_PATH); or set KF_PIPELINES_TOKEN to the token, "
+                                             "or KF_PIPELINES_COOKIE to a session cookie (name=value)")
+    from pipelines.compile import add_cluster_args
+
+    add_cluster_args(parser.add_argument_group("with --host: step images, train placement, resources, retries"))
     parser.add_argument("--verbose", action="store_true",
                         help="print every step's full output and library warnings (default: one line per step)")
     parser.add_argument("--no-cache", dest="caching", action="store_false",
                         help="run every step again instead of reusing the outputs of finished identical steps")
     args = parser.parse_args(argv)
+    if args.host:
+        return host_main(args)
     try:
         recipe = Recipe.from_file(args.recipe, args.overrides)
         check(recipe)
     except RecipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.host:
-        from components.storage import ObjectStoreError
-
-        try:
-            url = submit_remote(recipe, args.host, args.experiment, args.run_name, args.pipeline_root, args.caching)
-            print(f"submitted: {url}")
-        except ObjectStoreError as exc:
-            print(f"error: the data is on this machine and must be uploaded first, but {exc}", file=sys.stderr)
-            return 2
-        return 0
     from pipelines.local_run import StepFailed
 
     print(f"recipe {recipe.name}: {recipe.task}, model {recipe.model.name}, data {redact_uri(recipe.data.uri)}")
@@ -198,6 +269,27 @@ def main(argv=None) -> int:
         print(f"full log: {failed.log}", file=sys.stderr)
         return 1
     print_summary(recipe, summary)
+    return 0
+
+
+def host_main(args) -> int:
+    """``submit.py --host``: the recipe as a cluster runs it (served by KServe in the run's
+    namespace unless the recipe or --set says otherwise, data in the object store)."""
+    from components.storage import ObjectStoreError
+    from pipelines.compile import cluster_config
+
+    try:
+        recipe = Recipe.from_file(args.recipe, ["deploy.target=kserve", *args.overrides])  # --set still wins
+        check(recipe)
+        url = submit_remote(recipe, args.host, args.experiment, args.run_name, args.pipeline_root, args.caching,
+                            cluster_config(args), args.namespace, args.token_path)
+    except ObjectStoreError as exc:
+        print(f"error: the data is on this machine and must be uploaded first, but {exc}", file=sys.stderr)
+        return 2
+    except PlatformError as exc:  # a recipe, data or submission problem, in one sentence
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"submitted: {url}")
     return 0
 
 

@@ -74,6 +74,29 @@ def registered_digest(name: str, version: str) -> str:
         return ""
 
 
+SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+_MODE_NAMES = {"RawDeployment": "Standard", "Serverless": "Knative"}  # KServe 0.16+ names the same modes so
+
+
+def run_namespace() -> str:
+    """The namespace this step runs in (a pod's ServiceAccount names it: on KFP the run's, a
+    profile in multi-user Kubeflow), else the kube config context's, else 'default'."""
+    try:
+        with open(SA_NAMESPACE_FILE) as fh:
+            if ns := fh.read().strip():
+                return ns
+    except OSError:
+        pass
+    try:
+        from kubernetes import config
+
+        _, active = config.list_kube_config_contexts(config_file=os.environ.get("KUBECONFIG"))
+        return (active or {}).get("context", {}).get("namespace") or "default"
+    except Exception:  # no kube config here: KServe's own default
+        return "default"
+
+
 def inference_service(recipe: Recipe, storage_uri: str, version: str, digest: str = "") -> dict:
     name, spec = recipe.registry.model_name, recipe.deploy
     predictor = {
@@ -89,8 +112,9 @@ def inference_service(recipe: Recipe, storage_uri: str, version: str, digest: st
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {"name": name, "namespace": spec.namespace,
-                     "labels": {"app.kubernetes.io/part-of": "kfp-ml-platform", "model-version": str(version)}},
+        "metadata": {"name": name, "namespace": spec.namespace or run_namespace(),
+                     "labels": {"app.kubernetes.io/part-of": "kfp-ml-platform", "model-version": str(version)},
+                     "annotations": {DEPLOYMENT_MODE: spec.deployment_mode}},
         "spec": {"predictor": predictor},
     }
 
@@ -104,11 +128,62 @@ def _is_ready(obj: dict) -> bool:
     return ready and status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
 
 
+def _pointer(*parts: str) -> str:
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def json_patch(current: dict, manifest: dict) -> list[dict]:
+    """RFC 6902 operations that make ``current`` serve ``manifest``: the fields this step owns are
+    set, and a canary split the new manifest does not ask for is removed (a merge patch would keep
+    it: a key absent from a merge patch is left as it is). Other fields stay as they are."""
+    meta, predictor = manifest["metadata"], manifest["spec"]["predictor"]
+    ops = []
+    for field in ("labels", "annotations"):
+        if not (current["metadata"].get(field)):
+            ops.append({"op": "add", "path": _pointer("metadata", field), "value": meta[field]})
+        else:
+            ops += [{"op": "add", "path": _pointer("metadata", field, k), "value": v} for k, v in meta[field].items()]
+    if "predictor" not in current.get("spec", {}):
+        return ops + [{"op": "add", "path": "/spec/predictor", "value": predictor}]
+    ops += [{"op": "add", "path": _pointer("spec", "predictor", k), "value": v} for k, v in predictor.items()]
+    if "canaryTrafficPercent" not in predictor and "canaryTrafficPercent" in current["spec"]["predictor"]:
+        ops.append({"op": "remove", "path": "/spec/predictor/canaryTrafficPercent"})
+    return ops
+
+
+def _mode(name: str | None) -> str | None:
+    return _MODE_NAMES.get(name, name) if name else None
+
+
+def _check_namespace(core, ns: str) -> None:
+    """Refuse a namespace labelled control-plane: KServe's pod webhook skips those, so no storage
+    initializer would download the model and the predictor would start without it."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        labels = core.read_namespace(ns).metadata.labels or {}
+    except ApiException as exc:
+        if exc.status == 404:
+            raise DeployError(f"namespace {ns} does not exist; set deploy.namespace to the namespace that serves "
+                              "models (unset: the one the run runs in)") from None
+        if exc.status == 403:
+            raise DeployError(f"the deploy step may not read namespace {ns} (HTTP 403), which it does to refuse "
+                              "control-plane namespaces; apply the kfp-ml-platform-deployer Role of manifests/ "
+                              "(namespace/rbac.yaml) in it") from None
+        raise
+    if "control-plane" in labels:
+        raise DeployError(f"namespace {ns} is labelled control-plane, where KServe's pod webhook does not run, so no "
+                          "storage initializer would fetch the model: set deploy.namespace to a namespace that serves "
+                          "models (a Kubeflow profile, or one without that label)")
+
+
 def apply_inference_service(manifest: dict, timeout: float, poll: float = 2.0) -> str:
     """Create or patch the InferenceService and wait until it is Ready; return its URL.
 
     KServe moves traffic to a new revision only once it is ready, so when the new one fails the
-    previous revision keeps serving; this step then fails with the reason KServe reports.
+    previous revision keeps serving; this step then fails with the reason KServe reports. An
+    existing one is changed with a JSON patch (so a canary split can be removed); its deployment
+    mode cannot change, which is refused here with the way out.
     """
     from kubernetes import client, config
     from kubernetes.client.rest import ApiException
@@ -119,9 +194,22 @@ def apply_inference_service(manifest: dict, timeout: float, poll: float = 2.0) -
         config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # read now, not at import
     api = client.CustomObjectsApi()
     name, ns = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    _check_namespace(client.CoreV1Api(), ns)
     try:
-        api.get_namespaced_custom_object(**ISVC, namespace=ns, name=name)
-        api.patch_namespaced_custom_object(**ISVC, namespace=ns, name=name, body=manifest)
+        current = api.get_namespaced_custom_object(**ISVC, namespace=ns, name=name)
+        running = ((current["metadata"].get("annotations") or {}).get(DEPLOYMENT_MODE)
+                   or (current.get("status") or {}).get("deploymentMode"))
+        wanted = manifest["metadata"]["annotations"][DEPLOYMENT_MODE]
+        if running and _mode(running) != _mode(wanted):
+            raise DeployError(f"InferenceService {ns}/{name} runs in {running} mode and KServe cannot change the "
+                              f"deployment mode of an existing InferenceService: set deploy.deployment_mode to "
+                              f"{running}, or delete it (kubectl -n {ns} delete isvc {name}) to recreate it as {wanted}")
+        # The client's patch method always sends a merge patch; a JSON patch goes through call_api.
+        api.api_client.call_api(
+            "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}", "PATCH",
+            path_params={**ISVC, "namespace": ns, "name": name}, body=json_patch(current, manifest),
+            header_params={"Accept": "application/json", "Content-Type": "application/json-patch+json"},
+            auth_settings=["BearerToken"], response_type="object", _return_http_data_only=True)
         log.info("patched InferenceService %s/%s", ns, name)
     except ApiException as exc:
         if exc.status != 404:

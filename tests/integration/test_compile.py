@@ -2,6 +2,7 @@
 import yaml
 
 from pipelines.compile import main as compile_main
+from tests.conftest import ROOT
 
 STEPS = ["load-data", "preprocess-data", "split-data", "train-model", "evaluate-model", "register-model"]
 
@@ -90,3 +91,79 @@ def test_image_recipe_compiles_to_the_same_dag_keyed_by_its_content_as_an_input(
     assert all("cacheKey" not in task.get("cachingOptions", {}) for task in tasks.values())
     fingerprint = tasks["load-data"]["inputs"]["parameters"]["data_fingerprint"]["runtimeValue"]["constant"]
     assert fingerprint.startswith("data-") and len(fingerprint) > 10
+
+
+def test_every_run_form_parameter_has_a_description(tmp_path):
+    spec, _ = compiled(tmp_path)
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    missing = [name for name, p in params.items() if len(p.get("description", "")) < 20]
+    assert missing == []
+    assert "s3://" in params["data_uri"]["description"] and "namespace" in params["recipe_json"]["description"]
+
+
+def test_every_step_has_requests_and_limits_and_network_steps_retry(tmp_path):
+    spec, _ = compiled(tmp_path, "--resources", "train=6,24Gi,12,48Gi", "--resources", "load=1,3Gi", "--retries", "5")
+    executors = spec["deploymentSpec"]["executors"]
+    for name, e in executors.items():
+        r = e["container"]["resources"]
+        assert {"resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "resourceMemoryLimit"} <= set(r), name
+    train = executors["exec-train-model"]["container"]["resources"]
+    assert (train["resourceCpuRequest"], train["resourceMemoryRequest"], train["resourceCpuLimit"],
+            train["resourceMemoryLimit"]) == ("6", "24Gi", "12", "48Gi")
+    load = executors["exec-load-data"]["container"]["resources"]
+    assert (load["resourceCpuLimit"], load["resourceMemoryLimit"]) == ("1", "3Gi"), "limits default to the requests"
+    tasks = spec["root"]["dag"]["tasks"]
+    condition = next(t for n, t in tasks.items() if n.startswith("condition"))
+    deploy = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]["deploy-model"]
+    retried = {n: t["retryPolicy"] for n, t in {**tasks, "deploy-model": deploy}.items() if "retryPolicy" in t}
+    assert set(retried) == {"load-data", "register-model", "deploy-model"}
+    assert all(p["maxRetryCount"] == 5 and p["backoffDuration"] == "30s" and p["backoffFactor"] == 2
+               for p in retried.values())
+
+
+def test_bad_resources_flag_is_refused(tmp_path, capsys):
+    assert compile_main(["--output", str(tmp_path / "x.yaml"), "--resources", "trian=1,2Gi"]) == 2
+    assert "expected STEP=CPU,MEMORY" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()
+
+
+def test_local_runs_do_not_retry():
+    """kfp.local honours retry policies: a local run's bad input must fail once, not four times."""
+    from pipelines.pipeline import ClusterConfig
+
+    local = ClusterConfig(gpus=0, node_selector=None, toleration=None, s3_secret=None, mlflow_secret=None)
+    assert local.step_retries == 0 and ClusterConfig.local().step_retries == 0 and ClusterConfig().step_retries == 3
+
+
+def test_cluster_target_defaults_run_on_a_cluster(tmp_path, s3_env, monkeypatch):
+    """Data in the object store, deploy.target kserve in the run's namespace, the configured images."""
+    import json
+
+    from components.storage import object_store
+
+    monkeypatch.delenv("PLATFORM_IMAGE_REGISTRY", raising=False)
+    spec, _ = compiled(tmp_path, "--target", "cluster", "--image-registry", "registry.local/ml", "--image-tag", "v3")
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    data_uri = params["data_uri"]["defaultValue"]
+    assert data_uri.startswith("s3://kfp-ml-platform-data/california-housing/")
+    bucket, key = data_uri[len("s3://"):].split("/", 1)
+    assert object_store().stat_object(bucket, key).size == (ROOT / "data" / "california_housing.parquet").stat().st_size
+    recipe = json.loads(params["recipe_json"]["defaultValue"])
+    assert recipe["data"]["uri"] == data_uri
+    assert recipe["deploy"]["target"] == "kserve" and recipe["deploy"]["namespace"] is None
+    assert recipe["deploy"]["deployment_mode"] == "RawDeployment"
+    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
+    assert images == {f"registry.local/ml/{i}:v3" for i in ("data", "train", "registry", "deploy")}
+    fingerprint = spec["root"]["dag"]["tasks"]["load-data"]["inputs"]["parameters"]["data_fingerprint"]
+    assert fingerprint["runtimeValue"]["constant"] == "", "remote data: plain input caching"
+
+
+def test_cluster_target_keeps_a_named_namespace_and_needs_a_registry(tmp_path, s3_env, monkeypatch, capsys):
+    import json
+
+    monkeypatch.delenv("PLATFORM_IMAGE_REGISTRY", raising=False)
+    assert compile_main(["--output", str(tmp_path / "x.yaml"), "--target", "cluster"]) == 2
+    assert "no image registry is configured" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()
+    monkeypatch.setenv("PLATFORM_IMAGE_REGISTRY", "registry.local/ml")
+    spec, _ = compiled(tmp_path, "--target", "cluster", "--set", "deploy.namespace=models")
+    recipe = json.loads(spec["root"]["inputDefinitions"]["parameters"]["recipe_json"]["defaultValue"])
+    assert recipe["deploy"]["namespace"] == "models" and recipe["deploy"]["target"] == "kserve"

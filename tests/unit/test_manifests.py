@@ -157,12 +157,23 @@ def test_validator_catches_mistakes():
     assert any("secrets: expected a list" in e for e in errors)
 
 
-@pytest.mark.parametrize("canary", [None, 20])
-def test_rendered_inference_service_matches_kserve_schema(canary):
-    recipe = make_recipe(deploy={"target": "kserve", "namespace": "models", "canary_traffic_percent": canary})
+@pytest.mark.parametrize("canary, mode", [(None, "RawDeployment"), (20, "Serverless"), (None, "Standard")])
+def test_rendered_inference_service_matches_kserve_schema(canary, mode):
+    recipe = make_recipe(deploy={"target": "kserve", "namespace": "models", "canary_traffic_percent": canary,
+                                 "deployment_mode": mode})
     manifest = inference_service(recipe, "s3://mlflow/artifacts/1/models/m-abc/artifacts", "3")
     assert validate(manifest) == []
     assert manifest["spec"]["predictor"]["model"]["runtime"] == "kfp-ml-platform"
+    assert manifest["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == mode
+
+
+def test_canary_traffic_needs_serverless_mode():
+    """KServe splits canary traffic with Knative only; in RawDeployment the field would do nothing."""
+    from components.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match="canary_traffic_percent needs deployment_mode Serverless"):
+        make_recipe(deploy={"target": "kserve", "canary_traffic_percent": 10})
+    assert make_recipe(deploy={"target": "kserve"}).deploy.deployment_mode == "RawDeployment"
 
 
 @pytest.mark.parametrize("variant", ["single-user", "profile"])
