@@ -40,8 +40,7 @@ def run_local(recipe: Recipe, caching: bool = True, verbose: bool = False) -> di
     data_uri = resolve_data_uri(recipe.data.uri, ROOT)  # steps run with their own working directory; s3:// stays
     if data_uri != recipe.data.uri:
         recipe = Recipe.parse(recipe.model_dump(mode="json", by_alias=True), [f"data.uri={data_uri}"])
-    pipeline = make_pipeline(recipe, ClusterConfig(gpus=0, node_selector=None, toleration=None, s3_secret=None,
-                                                     mlflow_secret=None))
+    pipeline = make_pipeline(recipe, ClusterConfig.local())
     with exclusive_store(home, f"recipe {recipe.name}"), steps_stopped_on_signal():
         run_dir, cached, seconds = run_pipeline(pipeline, home, recipe.name, caching, verbose)
         return summarize(recipe, run_dir, seconds, cached)
@@ -207,7 +206,10 @@ def predict_main(argv: list[str]) -> int:
     os.environ.update(local_service_env(home))
     absolute = {k: str(Path(v).resolve()) if v and "://" not in v and not v.startswith("models:/") else v
                 for k, v in (("model", args.model), ("data", args.data), ("output", args.output))}
-    pipeline = make_batch_pipeline(absolute["model"], absolute["data"], absolute["output"], args.chunk_rows)
+    from pipelines.pipeline import ClusterConfig
+
+    pipeline = make_batch_pipeline(absolute["model"], absolute["data"], absolute["output"], args.chunk_rows,
+                                   ClusterConfig.local())
     try:
         with steps_stopped_on_signal():
             run_dir, _, seconds = run_pipeline(pipeline, home, "batch-predict", False, args.verbose)
