@@ -17,6 +17,8 @@ RUN --mount=type=cache,target=/var/cache/uv,sharing=locked \
  && python -c "import cv2, torch; print('cv2', cv2.__version__, 'torch', torch.__version__)"
 COPY components /app/components
 COPY serving /app/serving
+# python -m serving listens on 127.0.0.1 unless told: in a container it must listen on the pod network.
+ENV SERVING_HOST=0.0.0.0
 USER 1000:1000
 EXPOSE 8080
 ENTRYPOINT ["python", "-m", "serving"]

@@ -328,10 +328,14 @@ def _run_container(client, image: str, command: list[str], volumes: dict, **run_
 
     kfp 2.17 starts step containers with ``auto_remove=True`` and, when the container is already gone
     at ``wait()`` (podman removes it at once), *assumes exit code 0*: a failed step is reported
-    SUCCESS. Here the container is kept until its exit status is read, then removed."""
+    SUCCESS. Here the container is kept until its exit status is read, then removed. kfp.local makes
+    the run's pipeline root as this process's user; it is handed to the steps' user (uid 1000) first."""
     from kfp.local import docker_task_handler
 
     run_args.pop("auto_remove", None)
+    for host_path in volumes:  # the run's pipeline root, made by this (root) process: the steps write there
+        if os.geteuid() == 0 and Path(host_path).is_dir() and Path(host_path).stat().st_uid != 1000:
+            os.chown(host_path, 1000, 1000)
     container = client.containers.run(image=docker_task_handler.add_latest_tag_if_not_present(image),
                                       command=command, detach=True, stdout=True, stderr=True, volumes=volumes,
                                       auto_remove=False, **run_args)
@@ -346,8 +350,12 @@ def _run_container(client, image: str, command: list[str], volumes: dict, **run_
             pass
 
 
-def make_runner(services: Services, data_uri: str | None = None):
-    """``kfp.local.DockerRunner`` for the steps: uid 1000, read-only root, tmpfs /tmp, internal network."""
+def make_runner(services: Services, data_uri: str | None = None, outputs: Path | None = None):
+    """``kfp.local.DockerRunner`` for the steps: uid 1000, read-only root, tmpfs /tmp, internal network.
+
+    kfp.local mounts the run's own pipeline root (read-write); ``outputs``, the directory holding
+    every run's (``<home>/pipeline_root``), is mounted read-only beneath it, because a step taken
+    from the cache hands the next step an artifact from an earlier run's directory."""
     from docker.types import Mount
     from kfp import local
     from kfp.local import docker_task_handler
@@ -358,7 +366,8 @@ def make_runner(services: Services, data_uri: str | None = None):
     return local.DockerRunner(
         user=STEP_USER, read_only=True, tmpfs={"/tmp": "rw,mode=1777,size=4g"}, network_mode=NETWORK,
         cap_drop=["ALL"], security_opt=["no-new-privileges"], environment=services.step_env(),
-        mounts=[Mount(target=STEP_HOME, source=str(steps_home), type="bind"), *_data_mounts(data_uri)])
+        mounts=[Mount(target=STEP_HOME, source=str(steps_home), type="bind"), *_data_mounts(data_uri),
+                *([Mount(target=str(outputs), source=str(outputs), type="bind", read_only=True)] if outputs else [])])
 
 
 def prepare(home: Path, data_uri: str | None = None, root: Path | None = None):
@@ -366,14 +375,14 @@ def prepare(home: Path, data_uri: str | None = None, root: Path | None = None):
 
     Starts or reuses the services, and puts into ``os.environ`` what this process needs (the Docker
     SDK reads DOCKER_HOST; the run's summary reads MLflow; the pipeline is compiled with the local
-    images unless PLATFORM_IMAGE_REGISTRY says otherwise). ``root`` (the pipeline root, mounted
-    into every step) is made writable for the steps' user."""
+    images unless PLATFORM_IMAGE_REGISTRY says otherwise). ``root`` is the directory that holds the
+    runs' pipeline roots (default ``<home>/pipeline_root``, as pipelines/local_run.py makes them)."""
     os.environ.setdefault("PLATFORM_IMAGE_REGISTRY", "localhost/kfp-ml-platform")
     services = start_services(home)
     os.environ.update(services.host_env())
-    if root is not None:
-        _owned_dir(Path(root))
-    return make_runner(services, data_uri)
+    root = Path(root or Path(home).resolve() / "pipeline_root")
+    root.mkdir(parents=True, exist_ok=True)
+    return make_runner(services, data_uri, root)
 
 
 def serve_champion(recipe, home: Path | None = None) -> str | None:

@@ -113,4 +113,4 @@ for image in "${images[@]}"; do
   esac
 done
 echo "all built in $((SECONDS - total)) s"
-podman images --filter "reference=$REGISTRY/*:$TAG" --format '{{.Repository}}:{{.Tag}}  {{.Size}}'
+podman images --format "{{.Repository}}:{{.Tag}}  {{.Size}}" | grep "^$REGISTRY/.*:$TAG " || true
