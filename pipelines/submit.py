@@ -28,7 +28,7 @@ from components.settings import local_service_env, platform_home, redact_uri  # 
 DEFAULT_RECIPE = ROOT / "pipelines" / "recipes" / "california-housing.yaml"
 
 
-def run_local(recipe: Recipe, caching: bool = True, verbose: bool = False) -> dict:
+def run_local(recipe: Recipe, caching: bool = True, verbose: bool = False, runner: str = "subprocess") -> dict:
     """Run the whole DAG on this machine and return what a person wants to know about it."""
     from pipelines.local_run import exclusive_store, run_pipeline, steps_stopped_on_signal
     from pipelines.pipeline import ClusterConfig, make_pipeline
@@ -40,9 +40,16 @@ def run_local(recipe: Recipe, caching: bool = True, verbose: bool = False) -> di
     data_uri = resolve_data_uri(recipe.data.uri, ROOT)  # steps run with their own working directory; s3:// stays
     if data_uri != recipe.data.uri:
         recipe = Recipe.parse(recipe.model_dump(mode="json", by_alias=True), [f"data.uri={data_uri}"])
+    kfp_runner = None
+    if runner == "container":  # every step in its own image, with S3 and MLflow in containers
+        from pipelines import container_runner
+
+        kfp_runner = container_runner.prepare(home, recipe.data.uri)
     pipeline = make_pipeline(recipe, ClusterConfig.local())
     with exclusive_store(home, f"recipe {recipe.name}"), steps_stopped_on_signal():
-        run_dir, cached, seconds = run_pipeline(pipeline, home, recipe.name, caching, verbose)
+        run_dir, cached, seconds = run_pipeline(pipeline, home, recipe.name, caching, verbose, runner=kfp_runner)
+        if kfp_runner is not None:
+            container_runner.serve_champion(recipe)  # the serving image, where deploy would start a process
         return summarize(recipe, run_dir, seconds, cached)
 
 
@@ -252,6 +259,9 @@ def main(argv=None) -> int:
                         help="print every step's full output and library warnings (default: one line per step)")
     parser.add_argument("--no-cache", dest="caching", action="store_false",
                         help="run every step again instead of reusing the outputs of finished identical steps")
+    parser.add_argument("--runner", choices=["subprocess", "container"], default="subprocess",
+                        help="without --host: steps as processes here (default), or each step in its own image "
+                             "with podman (`make images` first; see pipelines/container_runner.py)")
     args = parser.parse_args(argv)
     if args.host:
         return host_main(args)
@@ -265,7 +275,7 @@ def main(argv=None) -> int:
 
     print(f"recipe {recipe.name}: {recipe.task}, model {recipe.model.name}, data {redact_uri(recipe.data.uri)}")
     try:
-        summary = run_local(recipe, args.caching, args.verbose)
+        summary = run_local(recipe, args.caching, args.verbose, args.runner)
     except StepFailed as failed:
         print(f"\nstep {failed.step} failed: {failed.reason}", file=sys.stderr)
         print(f"full log: {failed.log}", file=sys.stderr)
