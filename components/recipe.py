@@ -40,12 +40,36 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
+class ReadOptions(_Section):
+    """How a CSV is written; each one left unset is sniffed from the file's first 64 KiB."""
+    delimiter: str | None = Field(None, min_length=1, max_length=1, description="Field separator: , ; tab |")
+    decimal: Literal[".", ","] | None = Field(None, description="Decimal mark in numbers.")
+    thousands: Literal[".", ",", " ", "'"] | None = Field(None, description="Thousands separator in numbers.")
+    encoding: str | None = Field(None, description="Text encoding, e.g. utf-8, cp1252, latin-1.")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, name: str | None) -> str | None:
+        import codecs
+
+        if name is not None:
+            try:
+                codecs.lookup(name)
+            except LookupError:
+                raise ValueError(f"unknown encoding {name!r}; expected one Python knows, e.g. utf-8, cp1252, latin-1")
+        return name
+
+
 class DataSpec(_Section):
     uri: str = Field(description="Local path, glob, or object-store URI of the raw data.")
     format: Literal["auto", "csv", "json", "parquet"] = "auto"
     target: str | None = Field(None, description="Column to predict (tables; time series name a label channel).")
     drop_columns: list[str] = Field(default_factory=list, description="Columns never used as features.")
     sample_rows: int | None = Field(default=None, gt=0, description="Keep a seeded random sample (quick runs).")
+    na_values: list[str] | dict[str, list[str]] | None = Field(
+        None, description="Text read as missing: a list for every column, or {column: [markers]} for some (the "
+                          "others keep the defaults). Unset: empty, ?, -, NA, N/A, null, None and pandas' markers.")
+    read_options: ReadOptions = Field(default_factory=ReadOptions, description="CSV dialect; sniffed when unset.")
 
     @field_validator("uri")
     @classmethod
@@ -66,6 +90,20 @@ class PreprocessSpec(_Section):
     categorical_columns: list[str] | None = Field(
         default=None, description="Force these columns categorical; others are detected from their dtype.")
     scaler: Literal["standard", "quantile", "minmax", "none"] = "standard"
+    ordinal: dict[str, list[str]] = Field(
+        default_factory=dict, description="Ordered categories, lowest first: {cut: [Fair, Good, Very Good]}.")
+    keep_id_columns: bool | list[str] = Field(
+        False, description="Text columns with (nearly) one value per row are dropped as identifiers; true keeps "
+                           "them all, a list keeps those named.")
+    dates: bool = Field(True, description="Turn ISO-like date/datetime columns into numeric date features.")
+
+    @field_validator("ordinal")
+    @classmethod
+    def _orders(cls, orders: dict[str, list[str]]) -> dict[str, list[str]]:
+        for column, levels in orders.items():
+            if len(levels) < 2 or len(set(levels)) != len(levels):
+                raise ValueError(f"ordinal.{column} must list at least two distinct levels, lowest first; got {levels}")
+        return orders
 
 
 class SplitSpec(_Section):
@@ -281,6 +319,7 @@ class Recipe(_Section):
     def parse(cls, raw: dict[str, Any], overrides: list[str] | None = None, where: str = "recipe") -> "Recipe":
         _check_shape(raw, where)
         raw = json.loads(json.dumps(raw))  # deep copy
+        _drop_stale_params(raw, overrides or [])
         for item in overrides or []:
             _apply_override(raw, item)
         if overrides:
@@ -514,12 +553,58 @@ def _describe(exc: ValidationError) -> str:
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "recipe"
         if err["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown field")
+            lines.append(f"{where}: unknown field{_did_you_mean(err['loc'])}")
         else:
             got = err.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
             lines.append(f"{where}: {err['msg'].removeprefix('Value error, ')}{shown}")
     return "invalid recipe: " + "; ".join(lines)
+
+
+def _did_you_mean(loc: tuple) -> str:
+    """For an unknown key: the close names its section has ("did you mean 'target'?"), else all of them."""
+    import difflib
+    import typing
+
+    model: Any = Recipe
+    for part in loc[:-1]:
+        fields = {f.alias or name: f for name, f in model.model_fields.items()}
+        field = fields.get(str(part))
+        if field is None:
+            return ""
+        model = next((a for a in (field.annotation, *typing.get_args(field.annotation))
+                      if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return ""
+    names = sorted(f.alias or name for name, f in model.model_fields.items())
+    close = difflib.get_close_matches(str(loc[-1]), names, n=2)
+    if close:
+        return f" (did you mean {' or '.join(map(repr, close))}?)"
+    return f"; valid fields are {names}"
+
+
+def _drop_stale_params(raw: dict[str, Any], overrides: list[str]) -> None:
+    """``--set model.name=X`` that changes the model: the recipe's model.params belong to the previous
+    model (the new one would refuse them, or be steered by them), so they are dropped before the
+    overrides apply, and a log line says so. ``--set model.params=...`` (the whole mapping) keeps the
+    old behaviour; ``--set model.params.k=v`` still adds to the emptied mapping."""
+    model = raw.get("model")
+    names = [item.partition("=") for item in overrides]
+    new_names = [text for key, _, text in names if key.strip() == "model.name"]
+    if not new_names or not isinstance(model, dict) or not isinstance(model.get("params"), dict):
+        return
+    if any(key.strip() == "model.params" for key, _, _ in names):
+        return
+    new = load_yaml(new_names[-1], "override 'model.name'") if new_names[-1].strip() else None
+    old = model.get("name", ModelSpec.model_fields["name"].default)
+    if new == old or not model["params"]:
+        return
+    import logging
+
+    logging.getLogger(__name__).warning(
+        "model.name changed from %r to %r by an override: dropped model.params %s (they were for %s); give the "
+        "new model parameters with --set model.params.<name>=<value>", old, new, json.dumps(model["params"]), old)
+    model["params"] = {}
 
 
 def json_schema() -> dict[str, Any]:

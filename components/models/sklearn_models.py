@@ -45,8 +45,19 @@ class SklearnAdapter(Adapter):
         except (ValueError, TypeError) as exc:  # sklearn's messages already name parameter and owner
             raise RecipeError(f"model.params: {exc}") from None
 
-    def _fit(self, X, y, X_val, y_val, spec, callback) -> None:
-        self.estimator_ = self._make().set_params(**self.params).fit(X, y)
+    @property
+    def categorical_encoding(self) -> str:
+        """HistGradientBoosting splits on categories itself (``categorical_features``): it takes ordinal
+        codes, which come last; the other estimators take one-hot columns."""
+        return "ordinal" if "HistGradientBoosting" in self.estimators[0] else "onehot"
+
+    def _fit(self, X, y, X_val, y_val, spec, callback, cat_cardinalities=()) -> None:
+        est = self._make().set_params(**self.params)
+        if cat_cardinalities and "categorical_features" not in self.params:
+            # codes 1..k (0: unknown at serving); more than max_bins codes stay numeric codes
+            cards = [int(c) <= est.max_bins for c in cat_cardinalities]
+            est.set_params(categorical_features=[False] * (X.shape[1] - len(cards)) + cards)
+        self.estimator_ = est.fit(X, y)
         pred = self._predict(X_val)
         if self.task == "regression":
             val_loss = float(np.mean((pred - y_val) ** 2))

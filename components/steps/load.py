@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from ..recipe import Recipe
 from ..storage import atomic_path, content_hash, expand
 from ..errors import DataError
-from ..tasks.tabular import check_flat_columns, concat_tables, read_frames
+from ..tasks.tabular import check_flat_columns, concat_tables, read_table
 from ..tasks.timeseries import read_channels
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,9 @@ def load(recipe: Recipe, output_path: str) -> dict:
         return _write(recipe, df, found, output_path)
     paths = expand(recipe.data.uri)
     log.info("reading %d file(s) from %s", len(paths), recipe.data.uri)
-    frames = read_frames(paths, recipe.data.format)
+    read = [read_table(path, recipe.data.format, recipe.data) for path in paths]
+    frames = [frame for frame, _ in read]
+    found = _merge_found([f for _, f in read])
     if recipe.family == "timeseries":
         df = read_channels(paths, frames, recipe.timeseries.timestamp_column)
     else:
@@ -46,7 +48,21 @@ def load(recipe: Recipe, output_path: str) -> dict:
     if recipe.data.sample_rows and recipe.data.sample_rows < len(df):
         df = (df.tail(recipe.data.sample_rows) if recipe.family == "timeseries"  # keep time order
               else df.sample(n=recipe.data.sample_rows, random_state=recipe.split.seed)).reset_index(drop=True)
-    return _write(recipe, df, {"files": [str(p) for p in paths], "data_hash": content_hash(paths)}, output_path)
+    return _write(recipe, df, {"files": [str(p) for p in paths], "data_hash": content_hash(paths), **found},
+                  output_path)
+
+
+def _merge_found(found: list[dict]) -> dict:
+    """What reading each file taught (CSV dialect, missing values per column), once for the table."""
+    missing: dict[str, int] = {}
+    for f in found:
+        for col, n in f.get("missing_as_read", {}).items():
+            missing[col] = missing.get(col, 0) + n
+    out: dict = {"missing_as_read": missing}
+    dialects = [f["csv"] for f in found if "csv" in f]
+    if dialects:
+        out["csv"] = dialects[0]
+    return out
 
 
 def _write(recipe: Recipe, df: pd.DataFrame, found: dict, output_path: str) -> dict:

@@ -29,6 +29,8 @@ def preprocess(recipe: Recipe, raw_path: str, clean_path: str, schema_path: str,
     else:
         df, schema = (clean_series if recipe.family == "timeseries" else clean_table)(raw, recipe, source=source)
     schema["data_hash"] = info.get("data_hash", "")
+    if recipe.family == "tabular":  # what load learnt reading the file: its CSV dialect, missing values as read
+        schema.update({k: info[k] for k in ("csv", "missing_as_read") if k in info})
     with atomic_path(clean_path) as tmp:
         df.to_parquet(tmp, index=False)
     with atomic_path(schema_path) as tmp:
