@@ -77,28 +77,25 @@ def _data(recipe: Recipe) -> str | None:
     if recipe.family not in ("tabular", "text") or not target or not Path(paths[0]).is_file():
         return None
     try:
-        columns = header(Path(paths[0]))
+        columns = header(Path(paths[0]), recipe.data.read_options)
     except DataError as exc:
         return str(exc)
     if columns is not None and target not in columns:
+        from .tasks.tabular import delimiter_hint
+
         close = difflib.get_close_matches(target, columns, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"data.target: column {target!r} is not in {paths[0]}{hint}; its columns are {columns}"
+        return (f"data.target: column {target!r} is not in {paths[0]}{hint}; its columns are {columns}"
+                f"{delimiter_hint(columns)}")
     return None
 
 
-def header(path: Path) -> list[str] | None:
-    """A table's column names without reading its rows; None for formats without a cheap header."""
-    suffix = path.suffix.lower()
+def header(path: Path, read_options=None) -> list[str] | None:
+    """A table's column names without reading its rows, a CSV in its sniffed dialect (delimiter,
+    encoding; ``data.read_options`` wins); None for formats without a cheap header."""
+    from .tasks.tabular import header_names
+
     try:
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return list(pq.read_schema(path).names)
-        if suffix in (".csv", ".tsv", ".txt"):
-            import pandas as pd
-
-            return [str(c) for c in pd.read_csv(path, nrows=0, sep=None, engine="python").columns]
+        return header_names(path, read_options)
     except Exception as exc:  # unreadable header: load reports it with the file and the reason
         raise DataError(f"data.uri: cannot read the header of {path} ({type(exc).__name__}: {exc})") from None
-    return None
