@@ -605,6 +605,31 @@ def _drop_stale_params(raw: dict[str, Any], overrides: list[str]) -> None:
         "model.name changed from %r to %r by an override: dropped model.params %s (they were for %s); give the "
         "new model parameters with --set model.params.<name>=<value>", old, new, json.dumps(model["params"]), old)
     model["params"] = {}
+    _drop_unused_train_options(raw, new, {key.strip() for key, _, _ in names})
+
+
+def _drop_unused_train_options(raw: dict[str, Any], name: Any, overridden: set[str]) -> None:
+    """After a model switch by override, the recipe's train options the new model's training ignores
+    (an MLP's epochs for a gradient-boosting model) go back to their defaults, with a log line; one set
+    by an override itself stays and is refused by the check, naming it."""
+    train = raw.get("train")
+    if not isinstance(train, dict) or not isinstance(name, str):
+        return
+    try:
+        from .models import get_entry
+
+        honoured = getattr(get_entry(name).builder, "train_options", None)
+    except Exception:  # an unknown model: the check names it
+        return
+    if honoured is None:
+        return
+    dropped = {k: train.pop(k) for k in list(train) if k not in honoured and f"train.{k}" not in overridden
+               and k in TrainSpec.model_fields}
+    if dropped:
+        import logging
+
+        logging.getLogger(__name__).warning("model.name changed to %r by an override: train options it does not use "
+                                            "are back at their defaults (were %s)", name, json.dumps(dropped))
 
 
 def json_schema() -> dict[str, Any]:

@@ -19,3 +19,5 @@ BATCH_ROWS = Histogram("kfp_ml_batch_rows", "Rows in one model call", ["model"],
                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
 ERRORS = Counter("kfp_ml_prediction_errors", "Failed predictions by kind (invalid_input, model_error, timeout)",
                  ["model", "kind"])
+UNSEEN = Counter("kfp_ml_unseen_categories", "Categorical values the model never saw in training, by model and column "
+                 "(answered as unknown and flagged in the response)", ["model", "column"])

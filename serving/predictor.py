@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 import uuid
@@ -22,6 +23,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InferenceError, InvalidInput
 
 from components.bundle import Bundle, load_bundle
+from components.tasks.tabular import known_categories, unseen_categories
 from components.errors import InvalidInputError
 from components.model_source import verify_bundle
 
@@ -63,6 +65,7 @@ class BundlePredictor(Model):
         self.bundle.predict_frame(self._typical_records())
         self.batcher = MicroBatcher(self.bundle.predict_frame, _join, _split, self.max_batch_rows, self.max_wait_ms,
                                     on_batch=self._observe_batch)
+        self.known_categories = {} if self.series else known_categories(self.bundle.transform)
         self.ready = True
         log.info("loaded %s %s bundle (%s) from %s", self.bundle.meta.family, self.bundle.meta.task,
                  self.bundle.meta.model_name, self.model_dir)
@@ -223,6 +226,7 @@ class BundlePredictor(Model):
         with self._errors():
             records = self._v2_records(payload) if isinstance(payload, InferRequest) else self._v1_records(payload)
         parsed = time.perf_counter()
+        unseen = self._unseen(records)
         out = await self._predict_frame(records)
         predicted = time.perf_counter()
         numbers = out.select_dtypes("number").to_numpy(np.float64)
@@ -236,8 +240,21 @@ class BundlePredictor(Model):
         if isinstance(payload, InferRequest):
             return self._versioned(InferResponse(model_name=self.name, infer_outputs=answer,
                                                  response_id=payload.id or str(uuid.uuid4()),
-                                                 parameters={f"{k}_ms": v for k, v in timings_ms.items()}))
-        return self._versioned({"predictions": answer, "timings_ms": timings_ms})
+                                                 parameters={**{f"{k}_ms": v for k, v in timings_ms.items()},
+                                                             **({"unseen_categories": json.dumps(unseen)} if unseen
+                                                                else {})}))
+        return self._versioned({"predictions": answer, "timings_ms": timings_ms,
+                                **({"unseen_categories": unseen} if unseen else {})})
+
+    def _unseen(self, records) -> dict:
+        """Categories the model never saw: counted per column and flagged in the answer, not silently
+        taken as 'unknown'. ``{column: {"count", "values" (up to 10), "rows"}}``."""
+        if not self.known_categories or not isinstance(records, pd.DataFrame):
+            return {}
+        found = unseen_categories(self.known_categories, records)
+        for column, seen in found.items():
+            metrics.UNSEEN.labels(self.name, column).inc(seen["count"])
+        return found
 
     def _versioned(self, answer):
         """Every answer names the version that gave it."""
