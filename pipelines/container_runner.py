@@ -43,14 +43,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-NETWORK = "kfp-ml-platform"        # internal: the steps' only network
 PUBLISH_NETWORK = "podman"         # podman's default bridge: publishes the services on 127.0.0.1
-S3_NAME, MLFLOW_NAME = "kfp-ml-platform-s3", "kfp-ml-platform-mlflow"
 S3_URL, MLFLOW_URL = "http://s3:8333", "http://mlflow:5000"   # as the steps reach them
 MLFLOW_BUCKET, ARTIFACTS = "mlflow", "s3://mlflow/artifacts"
 STEP_USER = "1000:1000"
 STEP_HOME = "/tmp/platform"        # PLATFORM_HOME in the images (images/base.Dockerfile)
 LABEL = "io.kfp-ml-platform.home"
+
+
+def _suffix(home: Path) -> str:
+    """Containers and networks are per PLATFORM_HOME: two homes never share (or stop) each other's."""
+    import hashlib
+
+    return hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:8]
+
+
+def network(home: Path) -> str:
+    """The steps' only network: internal (no route off the machine), private to ``home``."""
+    return f"kfp-ml-platform-{_suffix(home)}"
+
+
+def _name(what: str, home: Path) -> str:
+    return f"kfp-ml-platform-{what}-{_suffix(home)}"
 
 
 class ContainerRunnerError(RuntimeError):
@@ -146,9 +160,9 @@ def docker_host(home: Path) -> str:
 
 # ---- services --------------------------------------------------------------------------------
 
-def _ensure_network() -> None:
-    if _podman("network", "exists", NETWORK, check=False).returncode != 0:
-        _podman("network", "create", "--internal", "--label", "io.kfp-ml-platform=1", NETWORK)
+def _ensure_network(home: Path) -> None:
+    if _podman("network", "exists", network(home), check=False).returncode != 0:
+        _podman("network", "create", "--internal", "--label", f"{LABEL}={Path(home).resolve()}", network(home))
 
 
 def _running(name: str, home: Path) -> dict | None:
@@ -188,9 +202,11 @@ def _hardened(*extra: str) -> list[str]:
             "--security-opt", "no-new-privileges", *extra]
 
 
-def _start_s3(home: Path, creds: dict) -> int:
-    info = _running(S3_NAME, home)
+def _start_s3(home: Path, creds: dict) -> tuple[int, str]:
+    """SeaweedFS for ``home``; returns its port on 127.0.0.1 and its address on the steps' network."""
+    info = _running(_name("s3", home), home)
     if info is None:
+        _podman("rm", "-f", "-t", "5", _name("mlflow", home), check=False)  # it names the old address
         data = _owned_dir(home / "containers" / "seaweedfs")
         config = home / "containers" / "s3.json"
         config.write_text(json.dumps({"identities": [{
@@ -198,19 +214,20 @@ def _start_s3(home: Path, creds: dict) -> int:
                                                   "secretKey": creds["AWS_SECRET_ACCESS_KEY"]}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
         config.chmod(0o644)
-        _podman("run", "-d", "--name", S3_NAME, "--label", f"{LABEL}={home}", "--network", f"{NETWORK}:alias=s3",
+        _podman("run", "-d", "--name", _name("s3", home), "--label", f"{LABEL}={home}",
+                "--network", f"{network(home)}:alias=s3",
                 "--network", PUBLISH_NETWORK, "-p", f"127.0.0.1:{_free_port()}:8333", *_hardened(),
                 "-v", f"{_weed_binary()}:/usr/local/bin/weed:ro", "-v", f"{config}:/etc/seaweedfs/s3.json:ro",
                 "-v", f"{data}:/data", "--entrypoint", "/usr/local/bin/weed", image("data"),
                 "mini", "-dir=/data", "-ip=0.0.0.0", "-ip.bind=0.0.0.0", "-s3.port=8333",
                 "-s3.config=/etc/seaweedfs/s3.json", "-webdav=false", "-admin.ui=false", "-master.telemetry=false")
-        info = _running(S3_NAME, home)
+        info = _running(_name("s3", home), home)
         if info is None:
-            raise ContainerRunnerError(f"SeaweedFS exited: {_podman('logs', S3_NAME, check=False).stderr[-2000:]}")
+            raise ContainerRunnerError(f"SeaweedFS exited: {_podman('logs', _name('s3', home), check=False).stderr[-2000:]}")
     port = _published_port(info, 8333)
-    _wait(lambda: _get(f"http://127.0.0.1:{port}/") in (200, 403), "SeaweedFS S3", S3_NAME, 60)
+    _wait(lambda: _get(f"http://127.0.0.1:{port}/") in (200, 403), "SeaweedFS S3", _name("s3", home), 60)
     _make_bucket(port, creds, MLFLOW_BUCKET)
-    return port
+    return port, info["NetworkSettings"]["Networks"][network(home)]["IPAddress"]
 
 
 def _make_bucket(port: int, creds: dict, bucket: str) -> None:
@@ -230,25 +247,28 @@ def _make_bucket(port: int, creds: dict, bucket: str) -> None:
             time.sleep(0.5)
 
 
-def _start_mlflow(home: Path, creds: dict) -> int:
-    info = _running(MLFLOW_NAME, home)
+def _start_mlflow(home: Path, creds: dict, s3_address: str) -> int:
+    """MLflow for ``home``. It sits on two networks, and name lookups there can go to a resolver that
+    does not know ``s3`` (seen: 30 s stalls, then 500s), so ``s3`` is pinned in its /etc/hosts."""
+    info = _running(_name("mlflow", home), home)
     if info is None:
         data = _owned_dir(home / "containers" / "mlflow")
         port = _free_port()
         hosts = ",".join(["mlflow", "mlflow:5000", "localhost", f"localhost:{port}", "127.0.0.1", f"127.0.0.1:{port}"])
-        _podman("run", "-d", "--name", MLFLOW_NAME, "--label", f"{LABEL}={home}",
-                "--network", f"{NETWORK}:alias=mlflow", "--network", PUBLISH_NETWORK, "-p", f"127.0.0.1:{port}:5000",
-                *_hardened(), "-v", f"{data}:/data", "-e", f"MLFLOW_S3_ENDPOINT_URL={S3_URL}",
+        _podman("run", "-d", "--name", _name("mlflow", home), "--label", f"{LABEL}={home}",
+                "--network", f"{network(home)}:alias=mlflow", "--network", PUBLISH_NETWORK, "-p", f"127.0.0.1:{port}:5000",
+                *_hardened(), "--add-host", f"s3:{s3_address}", "-v", f"{data}:/data",
+                "-e", f"MLFLOW_S3_ENDPOINT_URL={S3_URL}", "-e", "AWS_DEFAULT_REGION=us-east-1",
                 "-e", f"AWS_ACCESS_KEY_ID={creds['AWS_ACCESS_KEY_ID']}",
                 "-e", f"AWS_SECRET_ACCESS_KEY={creds['AWS_SECRET_ACCESS_KEY']}",
                 "--entrypoint", "python", image("registry"), "-m", "mlflow", "server", "--host", "0.0.0.0",
                 "--port", "5000", "--workers", "1", "--backend-store-uri", "sqlite:////data/mlflow.db",
                 "--artifacts-destination", ARTIFACTS, "--allowed-hosts", hosts)
-        info = _running(MLFLOW_NAME, home)
+        info = _running(_name("mlflow", home), home)
         if info is None:
-            raise ContainerRunnerError(f"MLflow exited: {_podman('logs', MLFLOW_NAME, check=False).stderr[-2000:]}")
+            raise ContainerRunnerError(f"MLflow exited: {_podman('logs', _name('mlflow', home), check=False).stderr[-2000:]}")
     port = _published_port(info, 5000)
-    _wait(lambda: _get(f"http://127.0.0.1:{port}/health") == 200, "MLflow", MLFLOW_NAME, 180)
+    _wait(lambda: _get(f"http://127.0.0.1:{port}/health") == 200, "MLflow", _name("mlflow", home), 180)
     return port
 
 
@@ -301,10 +321,10 @@ def start_services(home: Path) -> Services:
     home = Path(home).resolve()
     check_images()
     host = docker_host(home)
-    _ensure_network()
+    _ensure_network(home)
     creds = _credentials(home)
-    s3_port = _start_s3(home, creds)
-    return Services(home, host, s3_port, _start_mlflow(home, creds), creds)
+    s3_port, s3_address = _start_s3(home, creds)
+    return Services(home, host, s3_port, _start_mlflow(home, creds, s3_address), creds)
 
 
 def _data_mounts(data_uri: str | None) -> list:
@@ -364,7 +384,7 @@ def make_runner(services: Services, data_uri: str | None = None, outputs: Path |
 
     steps_home = _owned_dir(services.home / "containers" / "steps")
     return local.DockerRunner(
-        user=STEP_USER, read_only=True, tmpfs={"/tmp": "rw,mode=1777,size=4g"}, network_mode=NETWORK,
+        user=STEP_USER, read_only=True, tmpfs={"/tmp": "rw,mode=1777,size=4g"}, network_mode=network(services.home),
         cap_drop=["ALL"], security_opt=["no-new-privileges"], environment=services.step_env(),
         mounts=[Mount(target=STEP_HOME, source=str(steps_home), type="bind"), *_data_mounts(data_uri),
                 *([Mount(target=str(outputs), source=str(outputs), type="bind", read_only=True)] if outputs else [])])
@@ -395,7 +415,7 @@ def serve_champion(recipe, home: Path | None = None) -> str | None:
     latest = max(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
     if latest.tags.get("gate") != "passed":
         return None
-    port = recipe.deploy.port if _port_free(recipe.deploy.port) or _ours(name, recipe.deploy.port) else _free_port()
+    port = recipe.deploy.port if _port_free(recipe.deploy.port) or _ours(name, recipe.deploy.port, home) else _free_port()
     return serve(name, port, home)
 
 
@@ -408,16 +428,18 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def _ours(name: str, port: int) -> bool:
+def _ours(name: str, port: int, home: Path | None = None) -> bool:
     """Is ``port`` published by this model's serving container (about to be replaced)?"""
-    out = _podman("port", serving_container(name), check=False).stdout
+    out = _podman("port", serving_container(name, home), check=False).stdout
     return f":{port}" in out
 
 
 # ---- serving -----------------------------------------------------------------------------------
 
-def serving_container(name: str) -> str:
-    return f"kfp-ml-platform-serving-{name}"
+def serving_container(name: str, home: Path | None = None) -> str:
+    from components.settings import platform_home
+
+    return _name(f"serving-{name}", Path(home or platform_home()))
 
 
 def serve(name: str, port: int, home: Path | None = None, timeout: float = 180) -> str:
@@ -425,7 +447,8 @@ def serve(name: str, port: int, home: Path | None = None, timeout: float = 180) 
 
     The files are the ones deploy fetched (and checked) into the steps' PLATFORM_HOME volume; the
     server re-checks them against the registered digest. Replaces this model's previous server
-    container; records the server where deploy records local servers (``submit.py`` reads it)."""
+    container (one already serving this version on this port is kept); records the server where
+    deploy records local servers (``submit.py`` reads it)."""
     from components.settings import platform_home
     from components.steps.deploy import champion_version, fetch_version, registered_digest
 
@@ -435,12 +458,17 @@ def serve(name: str, port: int, home: Path | None = None, timeout: float = 180) 
     if not (model_dir / "MLmodel").is_file():  # deploy did not run (or was cached): fetch it here
         model_dir = fetch_version(name, version)
     digest = registered_digest(name, version)
-    container = serving_container(name)
-    _podman("rm", "-f", "-t", "5", container, check=False)
-    _podman("run", "-d", "--name", container, "--label", f"{LABEL}={home}", "--network", PUBLISH_NETWORK,
-            "-p", f"127.0.0.1:{port}:8080", *_hardened(), "-v", f"{model_dir}:/mnt/models:ro", image("serving"),
-            "--model_dir", "/mnt/models", "--model_name", name, f"--model_version={version}", "--http_port", "8080",
-            *([f"--expected_digest={digest}"] if digest else []))
+    container = serving_container(name, home)
+    info = _running(container, home)
+    if not (info and info["Config"]["Labels"].get("model-version") == version and _published_port(info, 8080) == port):
+        _podman("rm", "-f", "-t", "5", container, check=False)
+        info = None
+    if info is None:
+        _podman("run", "-d", "--name", container, "--label", f"{LABEL}={home}", "--label", f"model-version={version}",
+                "--network", PUBLISH_NETWORK,
+                "-p", f"127.0.0.1:{port}:8080", *_hardened(), "-v", f"{model_dir}:/mnt/models:ro", image("serving"),
+                "--model_dir", "/mnt/models", "--model_name", name, f"--model_version={version}", "--http_port", "8080",
+                "--host", "0.0.0.0", *([f"--expected_digest={digest}"] if digest else []))
     base = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -469,6 +497,7 @@ def stop(home: Path | None = None, service: bool = True) -> None:
     names = _podman("ps", "-a", "--filter", f"label={LABEL}={home}", "--format", "{{.Names}}", check=False).stdout
     for name in names.split():
         _podman("rm", "-f", "-t", "5", name, check=False)
+    _podman("network", "rm", "-f", network(home), check=False)
     pid_file = home / "containers" / "podman-service.pid"
     if service and pid_file.is_file():  # the API service this module started for this home, by its pid
         try:

@@ -197,7 +197,7 @@ def test_dag_with_the_container_runner(tmp_path):
         assert served, out[-3000:]
         base, name = served.group(1), served.group(3)
         state = json.loads((home / "serving" / f"{name}.json").read_text())
-        assert state["container"] == cr.serving_container(name)
+        assert state["container"] == cr.serving_container(name, home)
         example = json.loads((Path(state["model_dir"]) / "input_example.json").read_text())
         rows = [dict(zip(example["columns"], r)) for r in example["data"][:3]]
         _check_v1_v2(base, name, rows)
@@ -213,6 +213,6 @@ def test_dag_with_the_container_runner(tmp_path):
                 except OSError:
                     pass
         """)
-        podman("run", "--rm", *HARDENED, f"--network={cr.NETWORK}", "--entrypoint", "python", image("data"), "-c", probe)
+        podman("run", "--rm", *HARDENED, f"--network={cr.network(home)}", "--entrypoint", "python", image("data"), "-c", probe)
     finally:
         cr.stop(home)
