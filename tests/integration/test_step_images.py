@@ -65,3 +65,23 @@ def test_step_extras_install_without_torch_and_run(extra, regression_run, tmp_pa
     run = subprocess.run([py, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path,
                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_each_dockerfile_installs_its_steps_extras_before_the_code():
+    """images/<step>.Dockerfile installs the extras pyproject names for that step, in a layer before
+    the source is copied (a code change rebuilds in seconds); torch only in train and serving."""
+    from images.requirements import requirements
+    from pipelines.kfp_steps import STEP_IMAGES
+
+    extras = {"data": "data", "registry": "registry", "deploy": "deploy", "train": "train vision",
+              "serving": "serving vision"}
+    assert set(STEP_IMAGES.values()) <= set(extras)
+    for step, wanted in extras.items():
+        text = (ROOT / "images" / f"{step}.Dockerfile").read_text()
+        install = text.index(f"requirements.py pyproject.toml {wanted})")
+        assert install < text.index("COPY components"), step
+        assert ("TORCH_IMAGE" in text) == (step in ("train", "serving")), step
+        reqs = requirements(str(ROOT / "pyproject.toml"), wanted.split())
+        assert any(r.startswith("kfp") for r in reqs), reqs  # the KFP executor in every image
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()  # the context: the code and pyproject only
+    assert "*" in ignored and "!components/" in ignored and "!.platform/" not in ignored
