@@ -40,8 +40,9 @@ compile: setup       ## pipelines/compiled/pipeline.yaml for the KFP UI
 models: setup        ## the model catalog
 	$(BIN)/python -m components.models list
 
-stop:                ## stop local model servers started by `make run`
+stop:                ## stop local model servers (and, with podman, the container runner's containers)
 	$(BIN)/python -c "import json,pathlib;from components.steps.deploy import stop_local_server as s;[s(p.stem) for p in pathlib.Path('.platform/serving').glob('*.json')]"
+	if command -v podman >/dev/null; then $(BIN)/python pipelines/container_runner.py stop; fi
 
 clean: stop
 	rm -rf .platform pipelines/compiled
