@@ -36,19 +36,26 @@ def fetch_model(uri: str) -> tuple[Path, str]:
 
 
 def chunks(paths: list[Path], rows: int) -> Iterator[pd.DataFrame]:
+    """Row chunks read as load reads the table: the CSV's sniffed dialect, missing markers as missing."""
+    from ..tasks.tabular import MISSING_MARKERS, mark_missing, markers_for, sniff_csv
+
     for path in paths:
         suffix = path.suffix.lower()
         if suffix in (".parquet", ".pq"):
             import pyarrow.parquet as pq
 
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
-                yield batch.to_pandas()
-        elif suffix in (".csv", ".tsv"):
-            yield from pd.read_csv(path, chunksize=rows, sep="\t" if suffix == ".tsv" else ",")
+            parts = (batch.to_pandas() for batch in pq.ParquetFile(path).iter_batches(batch_size=rows))
+        elif suffix in (".csv", ".tsv", ".txt"):
+            d = sniff_csv(path)
+            parts = pd.read_csv(path, chunksize=rows, sep=d["delimiter"], decimal=d["decimal"],
+                                thousands=d["thousands"], encoding=d["encoding"], keep_default_na=False,
+                                na_values=sorted(MISSING_MARKERS), skipinitialspace=True)
         elif suffix == ".jsonl":
-            yield from pd.read_json(path, lines=True, chunksize=rows)
+            parts = pd.read_json(path, lines=True, chunksize=rows, convert_dates=False)
         else:
             raise DataError(f"{path}: batch scoring reads .parquet, .csv, .tsv or .jsonl; got {suffix!r}")
+        for part in parts:
+            yield mark_missing(part, markers_for(None, part.columns))
 
 
 class RunningMetrics:

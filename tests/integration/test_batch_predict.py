@@ -60,3 +60,14 @@ def test_predictions_to_the_object_store_and_a_clear_error_for_a_missing_column(
         predict_batch(str(p["model"]), str(broken), str(tmp_path / "x.parquet"), 100)
     assert not (tmp_path / "x.parquet").exists(), "nothing half-written"
     assert json.dumps(result)
+
+
+def test_a_european_csv_with_missing_markers_scores_like_the_parquet(regression_run, tmp_path):
+    recipe, p = regression_run
+    table = pd.read_parquet(p["test.parquet"]).head(50)
+    table.loc[3, "HouseAge"] = np.nan
+    table.to_csv(tmp_path / "eu.csv", sep=";", decimal=",", index=False, na_rep="?")
+    assert "?" in (tmp_path / "eu.csv").read_text() and ",5" in (tmp_path / "eu.csv").read_text()
+    predict_batch(str(p["model"]), str(tmp_path / "eu.csv"), str(tmp_path / "eu.parquet"), chunk_rows=7)
+    expected = load_bundle(p["model"]).predict(table.drop(columns=[recipe.data.target]))
+    np.testing.assert_allclose(pd.read_parquet(tmp_path / "eu.parquet")["prediction"], expected, rtol=1e-6)
