@@ -115,6 +115,40 @@ def stop_process(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+def start_mlflow_server(python: str, home: Path, destination: str | None = None, *extra: str,
+                        env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """A real ``mlflow server`` on a free loopback port (sqlite store); returns the process and its URL."""
+    port = free_port()
+    log = home / "server.log"
+    proc = start_process([python, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                          "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+                          "--artifacts-destination", destination or str(home / "artifacts"), "--workers", "1",
+                          *extra], log, env=env)
+    wait_http(f"http://127.0.0.1:{port}/health", proc, 120, log)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def served_answer(response) -> dict:
+    """What a model server answered and which version answered it (its timings differ call to call)."""
+    body = response.json()
+    return {"predictions": body["predictions"], "model_version": body.get("model_version")}
+
+
+def evaluation_claiming(p: dict, tmp_path: Path, name: str, **changes) -> Path:
+    """A copy of an evaluation directory whose evaluation.json claims other metrics or verdict
+    (``rmse=0.9``, ``verdict="failed"``): decides champion or challenger at registration."""
+    import json
+    import shutil
+
+    out = tmp_path / name
+    shutil.copytree(p["eval"], out)
+    data = json.loads((out / "evaluation.json").read_text())
+    data["metrics"].update({k: v for k, v in changes.items() if k != "verdict"})
+    data["verdict"] = changes.get("verdict", data["verdict"])
+    (out / "evaluation.json").write_text(json.dumps(data))
+    return out
+
+
 @pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable

@@ -10,13 +10,15 @@ import csv
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError, InvalidInputError
-from ..recipe import Recipe
+
+if TYPE_CHECKING:  # annotations only: recipe → check → tabular must not import back
+    from ..recipe import Recipe
 FORMAT_SUFFIX = {"csv": ".csv", "json": ".json", "parquet": ".parquet"}
 SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".parquet", ".pq")
 log = logging.getLogger(__name__)

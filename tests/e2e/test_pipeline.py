@@ -10,21 +10,15 @@ import requests
 from components.bundle import load_bundle
 from components.recipe import Recipe
 from components.steps.deploy import stop_local_server
-from tests.conftest import ROOT, free_port, start_process, stop_process, wait_http
+from tests.conftest import ROOT, free_port, start_mlflow_server, stop_process
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(python, tmp_path_factory):
-    home = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    log = home / "server.log"
-    proc = start_process([python, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                          "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-                          "--artifacts-destination", str(home / "artifacts"), "--workers", "1"], log)
-    wait_http(f"http://127.0.0.1:{port}/health", proc, 120, log)
-    yield f"http://127.0.0.1:{port}"
+    proc, url = start_mlflow_server(python, tmp_path_factory.mktemp("mlflow"))
+    yield url
     stop_process(proc)
 
 

@@ -2,7 +2,6 @@
 MLflow store (sqlite): whose port it is, which process answers, and what a challenger may touch."""
 import json
 import os
-import shutil
 import signal
 import socket
 
@@ -12,20 +11,10 @@ import requests
 from components.steps.deploy import (DeployError, PortInUseError, deploy, read_state, start_local_server,
                                      stop_local_server)
 from components.steps.register import register
-from tests.conftest import free_port, make_recipe
+from tests.conftest import evaluation_claiming, free_port, make_recipe, served_answer
 from tests.integration.test_deploy_kserve import kube_api  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
-
-
-def _evaluation(p, tmp_path, rmse, name):
-    """A copy of the evaluation directory claiming another test RMSE (decides champion/challenger)."""
-    out = tmp_path / name
-    shutil.copytree(p["eval"], out)
-    data = json.loads((out / "evaluation.json").read_text())
-    data["metrics"]["rmse"] = rmse
-    (out / "evaluation.json").write_text(json.dumps(data))
-    return out
 
 
 def _row(p):
@@ -52,7 +41,7 @@ def served(regression_run, mlflow_sqlite, tmp_path):
     _, p = regression_run
     recipe = make_recipe(deploy={"port": free_port()})
     name = recipe.registry.model_name
-    first = register(recipe, p["model"], _evaluation(p, tmp_path, 0.6, "e1"), "run-1")
+    first = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "e1", rmse=0.6), "run-1")
     assert first["alias"] == "champion"
     result = deploy(recipe, str(tmp_path / "isvc.yaml"), registration=json.dumps(first))
     started = [read_state(name)["pid"]]
@@ -70,7 +59,7 @@ def test_a_port_held_by_another_process_is_refused_before_anything_is_stopped(se
     name = recipe.registry.model_name
     state_before = (tmp_path / "home" / "serving" / f"{name}.json").read_bytes()
     old_pid = read_state(name)["pid"]
-    answer = requests.post(first["url"], json={"instances": [_row(p)]}, timeout=30).json()
+    answer = served_answer(requests.post(first["url"], json={"instances": [_row(p)]}, timeout=30))
 
     with socket.socket() as foreign:  # a plain listener holds the port the recipe now asks for
         foreign.bind(("127.0.0.1", 0))
@@ -84,7 +73,7 @@ def test_a_port_held_by_another_process_is_refused_before_anything_is_stopped(se
 
     assert (tmp_path / "home" / "serving" / f"{name}.json").read_bytes() == state_before, "state file unchanged"
     assert _alive(old_pid), "the running champion server was not stopped"
-    assert requests.post(first["url"], json={"instances": [_row(p)]}, timeout=30).json() == answer
+    assert served_answer(requests.post(first["url"], json={"instances": [_row(p)]}, timeout=30)) == answer
 
 
 def test_redeploy_replaces_the_server_and_the_state_names_the_new_process(served, tmp_path):
@@ -94,7 +83,7 @@ def test_redeploy_replaces_the_server_and_the_state_names_the_new_process(served
     assert _served_versions(port, name) == ["1"], "V2 metadata names the version served"
     assert old["port"] == port and old["version"] == "1"
 
-    better = register(recipe, p["model"], _evaluation(p, tmp_path, 0.5, "e2"), "run-2")
+    better = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "e2", rmse=0.5), "run-2")
     assert better["alias"] == "champion" and better["version"] == "2"
     second = deploy(recipe, None, registration=json.dumps(better))
     new = read_state(name)
@@ -112,9 +101,9 @@ def test_a_challenger_leaves_the_champion_server_alone(served, tmp_path):
     name = recipe.registry.model_name
     state_before = (tmp_path / "home" / "serving" / f"{name}.json").read_bytes()
     pid = read_state(name)["pid"]
-    answer = requests.post(first["url"], json={"instances": [_row(p)]}, timeout=30).json()
+    answer = served_answer(requests.post(first["url"], json={"instances": [_row(p)]}, timeout=30))
 
-    worse = register(recipe, p["model"], _evaluation(p, tmp_path, 0.9, "e3"), "run-3")
+    worse = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "e3", rmse=0.9), "run-3")
     assert worse["alias"] == "challenger"
     result = deploy(recipe, str(tmp_path / "isvc-3.yaml"), registration=json.dumps(worse))
 
@@ -123,7 +112,7 @@ def test_a_challenger_leaves_the_champion_server_alone(served, tmp_path):
     assert result["deployed"] is False and result["version"] == "1" and result["url"] == first["url"]
     assert "challenger" in (tmp_path / "isvc-3.yaml").read_text()
     assert _served_versions(recipe.deploy.port, name) == ["1"]
-    assert requests.post(first["url"], json={"instances": [_row(p)]}, timeout=30).json() == answer
+    assert served_answer(requests.post(first["url"], json={"instances": [_row(p)]}, timeout=30)) == answer
 
 
 def test_a_new_server_that_dies_fails_with_its_log_and_the_previous_one_serves_again(served, tmp_path):
@@ -147,12 +136,12 @@ def test_a_challenger_does_not_patch_the_inference_service(kube_api, regression_
     store, calls, _ = kube_api
     _, p = regression_run
     recipe = make_recipe(deploy={"target": "kserve", "namespace": "models"})
-    first = register(recipe, p["model"], _evaluation(p, tmp_path, 0.6, "k1"), "run-k1")
+    first = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "k1", rmse=0.6), "run-k1")
     deploy(recipe, None, registration=first)
     assert [c[0] for c in calls].count("POST") == 1
     served_spec = json.dumps(store[("models", "housing-test")]["spec"])
 
-    worse = register(recipe, p["model"], _evaluation(p, tmp_path, 0.9, "k2"), "run-k2")
+    worse = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "k2", rmse=0.9), "run-k2")
     calls.clear()
     result = deploy(recipe, str(tmp_path / "isvc.yaml"), registration=worse)
     assert json.dumps(store[("models", "housing-test")]["spec"]) == served_spec

@@ -8,7 +8,7 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import ROOT, free_port, start_process, stop_process, wait_http
+from tests.conftest import ROOT, start_mlflow_server, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -21,15 +21,9 @@ def manifest_allowed_hosts() -> str:
 
 @pytest.fixture(scope="module")
 def mlflow_as_deployed(python, tmp_path_factory):
-    home = tmp_path_factory.mktemp("mlflow-hosts")
-    port = free_port()
-    log = home / "server.log"
-    proc = start_process([python, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                          "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-                          "--artifacts-destination", str(home / "artifacts"), "--workers", "1",
-                          "--allowed-hosts", manifest_allowed_hosts()], log)
-    wait_http(f"http://127.0.0.1:{port}/health", proc, 120, log)
-    yield f"http://127.0.0.1:{port}"
+    proc, url = start_mlflow_server(python, tmp_path_factory.mktemp("mlflow-hosts"), None,
+                                    "--allowed-hosts", manifest_allowed_hosts())
+    yield url
     stop_process(proc)
 
 

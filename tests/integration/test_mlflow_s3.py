@@ -9,7 +9,7 @@ from components.bundle import load_bundle
 from components.steps.deploy import champion_version, storage_uri
 from components.steps.register import register
 from components.storage import object_store
-from tests.conftest import S3_KEY, S3_SECRET, free_port, start_process, stop_process, wait_http
+from tests.conftest import S3_KEY, S3_SECRET, free_port, start_mlflow_server, start_process, stop_process, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -24,14 +24,9 @@ def mlflow_s3(python, s3_server, tmp_path_factory):
         for key, value in {"S3_ENDPOINT_URL": s3_server, **creds}.items():
             mp.setenv(key, value)
         object_store().make_bucket("mlflow")
-        port = free_port()
-        log = home / "server.log"
-        proc = start_process([python, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                              "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
-                              "--artifacts-destination", "s3://mlflow/artifacts", "--workers", "1"], log,
-                             env={**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_server})
-        wait_http(f"http://127.0.0.1:{port}/health", proc, 120, log)
-    yield f"http://127.0.0.1:{port}"
+        proc, url = start_mlflow_server(python, home, "s3://mlflow/artifacts",
+                                        env={**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_server})
+    yield url
     stop_process(proc)
 
 

@@ -1,6 +1,5 @@
 """register and deploy against a real MLflow tracking store (sqlite) and a real model server."""
 import json
-import shutil
 
 import pytest
 import requests
@@ -8,36 +7,24 @@ from mlflow import MlflowClient
 
 from components.steps.deploy import deploy, stop_local_server
 from components.steps.register import register
-from tests.conftest import free_port, make_recipe
+from tests.conftest import evaluation_claiming, free_port, make_recipe, served_answer
 
 pytestmark = pytest.mark.integration
-
-
-def _with_metric(p, tmp_path, rmse, name):
-    """A copy of the evaluation directory claiming another test RMSE (to exercise aliasing)."""
-    out = tmp_path / name
-    shutil.copytree(p["eval"], out)
-    data = json.loads((out / "evaluation.json").read_text())
-    data["metrics"]["rmse"] = rmse
-    (out / "evaluation.json").write_text(json.dumps(data))
-    return out
 
 
 def test_champion_only_when_gate_passes_and_not_worse(regression_run, mlflow_sqlite, tmp_path):
     recipe, p = regression_run
     client = MlflowClient()
-    first = register(recipe, p["model"], _with_metric(p, tmp_path, 0.6, "a"), "run-1")
+    first = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "a", rmse=0.6), "run-1")
     assert first["alias"] == "champion" and first["version"] == "1"
-    worse = register(recipe, p["model"], _with_metric(p, tmp_path, 0.7, "b"), "run-2")
+    worse = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "b", rmse=0.7), "run-2")
     assert worse["alias"] == "challenger"
-    better = register(recipe, p["model"], _with_metric(p, tmp_path, 0.5, "c"), "run-3")
+    better = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "c", rmse=0.5), "run-3")
     assert better["alias"] == "champion"
     assert str(client.get_model_version_by_alias(recipe.registry.model_name, "champion").version) == "3"
     assert str(client.get_model_version_by_alias(recipe.registry.model_name, "challenger").version) == "2"
 
-    failed_dir = _with_metric(p, tmp_path, 0.1, "d")
-    data = json.loads((failed_dir / "evaluation.json").read_text())
-    (failed_dir / "evaluation.json").write_text(json.dumps({**data, "verdict": "failed"}))
+    failed_dir = evaluation_claiming(p, tmp_path, "d", rmse=0.1, verdict="failed")
     assert register(recipe, p["model"], failed_dir, "run-4")["alias"] == "challenger", "a failed gate never wins"
 
 
@@ -65,12 +52,12 @@ def test_deploy_local_serves_the_champion_and_replaces_it(regression_run, mlflow
         first = deploy(recipe, str(tmp_path / "isvc.yaml"))
         example = json.loads((p["model"] / "input_example.json").read_text())
         row = dict(zip(example["columns"], example["data"][0]))
-        answer = requests.post(first["url"], json={"instances": [row]}, timeout=30).json()
+        answer = served_answer(requests.post(first["url"], json={"instances": [row]}, timeout=30))
         assert isinstance(answer["predictions"][0], float)
         manifest = (tmp_path / "isvc.yaml").read_text()
         assert "kind: InferenceService" in manifest and "storageUri:" in manifest
         second = deploy(recipe, None)  # same champion: the old process is replaced, still one server
-        assert requests.post(second["url"], json={"instances": [row]}, timeout=30).json() == answer
+        assert served_answer(requests.post(second["url"], json={"instances": [row]}, timeout=30)) == answer
     finally:
         stop_local_server(recipe.registry.model_name)
 

@@ -1,29 +1,22 @@
 """The registry command line against a real MLflow store: list, show, promote, rollback."""
+import json
+
 import pytest
 
 from components.registry import main
 from components.steps.register import register
-from tests.conftest import make_recipe
+from tests.conftest import evaluation_claiming
 
 pytestmark = pytest.mark.integration
 
 
 def test_list_show_promote_and_rollback(regression_run, mlflow_sqlite, tmp_path, capsys):
-    import json
-
     recipe, p = regression_run
-    evaluation = json.loads((p["eval"] / "evaluation.json").read_text())
+    rmse = json.loads((p["eval"] / "evaluation.json").read_text())["metrics"]["rmse"]
     first = register(recipe, p["model"], p["eval"], "run-1")
     # A second version that loses on the metric becomes challenger; a third that failed its gate too.
-    worse = tmp_path / "worse"
-    worse.mkdir()
-    (worse / "evaluation.json").write_text(json.dumps({**evaluation, "metrics": {
-        **evaluation["metrics"], "rmse": evaluation["metrics"]["rmse"] + 1}}))
-    second = register(recipe, p["model"], str(worse), "run-2")
-    failed = tmp_path / "failed"
-    failed.mkdir()
-    (failed / "evaluation.json").write_text(json.dumps({**evaluation, "verdict": "failed"}))
-    third = register(recipe, p["model"], str(failed), "run-3")
+    second = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "worse", rmse=rmse + 1), "run-2")
+    third = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "failed", verdict="failed"), "run-3")
     assert (first["alias"], second["alias"], third["alias"]) == ("champion", "challenger", "challenger")
     name = recipe.registry.model_name
 
