@@ -4,6 +4,8 @@
     python pipelines/submit.py --recipe pipelines/recipes/breast-cancer.yaml --set train.epochs=20
     python pipelines/submit.py --host https://kfp.example.com --experiment housing --image-registry REG --image-tag TAG
     python pipelines/submit.py --host https://kubeflow.example.com/pipeline --namespace team-a   # multi-user
+    python pipelines/submit.py --host https://kfp.example.com --wait          # and follow it to the end
+    python pipelines/submit.py status RUN_ID --host https://kfp.example.com   # a run's state and its steps'
     python pipelines/submit.py predict --model models:/california-housing@champion --data data/california_housing.parquet
 """
 from __future__ import annotations
@@ -176,9 +178,10 @@ class SubmitError(PlatformError, RuntimeError):
 
 def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: str | None,
                   pipeline_root: str | None = None, caching: bool = True, cluster=None,
-                  namespace: str | None = None, token_path: str | None = None) -> str:
+                  namespace: str | None = None, token_path: str | None = None):
     """Upload local data, then create a run of the pipeline compiled for ``cluster`` (its images,
-    resources and retries); the images must name a registry the cluster pulls from."""
+    resources and retries); the images must name a registry the cluster pulls from. Returns the
+    client and the run's id."""
     from pipelines.images import registry_problem
     from pipelines.pipeline import ClusterConfig, make_pipeline
 
@@ -187,13 +190,12 @@ def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: s
         raise SubmitError(problem)
     client = kfp_client(host, namespace, token_path)  # before uploading: a refused login uploads nothing
     recipe = stage_data(recipe)
-    run = client.create_run_from_pipeline_func(make_pipeline(recipe, cluster), arguments={},
+    return client, client.create_run_from_pipeline_func(make_pipeline(recipe, cluster), arguments={},
                                                experiment_name=experiment or recipe.experiment,
                                                namespace=namespace,
                                                run_name=run_name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                                pipeline_root=pipeline_root,  # None: the namespace's KFP default
-                                               enable_caching=caching)
-    return f"{host.rstrip('/')}/#/runs/details/{run.run_id}"
+                                               enable_caching=caching).run_id
 
 
 def predict_main(argv: list[str]) -> int:
@@ -237,6 +239,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["predict"]:
         return predict_main(argv[1:])
+    if argv[:1] == ["status"]:
+        return status_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML/JSON (default: %(default)s)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -249,6 +253,10 @@ def main(argv=None) -> int:
                                                 "whether SeaweedFS or MinIO serves it)")
     parser.add_argument("--namespace", help="with --host on multi-user Kubeflow: your profile namespace (the run "
                                             "lands there and the model is served there)")
+    parser.add_argument("--wait", action="store_true", help="with --host: follow the run, printing each step's "
+                                                             "state, until it ends; exit 1 unless it succeeded")
+    parser.add_argument("--wait-timeout", type=float, default=6 * 3600, metavar="SECONDS")
+    parser.add_argument("--poll-interval", type=float, default=5.0, metavar="SECONDS")
     parser.add_argument("--token-path", help="with --host: file holding a bearer token (default: "
                                              "KF_PIPELINES_SA_TOKEN_PATH); or set KF_PIPELINES_TOKEN to the token, "
                                              "or KF_PIPELINES_COOKIE to a session cookie (name=value)")
@@ -293,15 +301,37 @@ def host_main(args) -> int:
     try:
         recipe = Recipe.from_file(args.recipe, ["deploy.target=kserve", *args.overrides])  # --set still wins
         check(recipe)
-        url = submit_remote(recipe, args.host, args.experiment, args.run_name, args.pipeline_root, args.caching,
-                            cluster_config(args), args.namespace, args.token_path)
+        client, run_id = submit_remote(recipe, args.host, args.experiment, args.run_name, args.pipeline_root,
+                                       args.caching, cluster_config(args), args.namespace, args.token_path)
     except ObjectStoreError as exc:
         print(f"error: the data is on this machine and must be uploaded first, but {exc}", file=sys.stderr)
         return 2
     except PlatformError as exc:  # a recipe, data or submission problem, in one sentence
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"submitted: {url}")
+    print(f"submitted: {args.host.rstrip('/')}/#/runs/details/{run_id}")
+    if not args.wait:
+        return 0
+    from pipelines.remote_runs import follow
+
+    return 0 if follow(client, run_id, args.wait_timeout, args.poll_interval) == "SUCCEEDED" else 1
+
+
+def status_main(argv: list[str]) -> int:
+    """``submit.py status RUN_ID --host H``: the run's state and each step's."""
+    from pipelines.remote_runs import status_lines
+
+    parser = argparse.ArgumentParser(prog="submit.py status", description=status_main.__doc__)
+    parser.add_argument("run_id")
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--namespace")
+    parser.add_argument("--token-path")
+    args = parser.parse_args(argv)
+    try:
+        print("\n".join(status_lines(kfp_client(args.host, args.namespace, args.token_path), args.run_id)))
+    except PlatformError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -40,6 +40,11 @@ def kfp_api(monkeypatch):
             calls.append(("GET", self.path, None, self._auth()))
             if self.path.startswith("/apis/v2beta1/healthz"):
                 return self._answer({"multi_user": mode["multi_user"]})
+            if self.path.startswith("/apis/v2beta1/runs/run-1"):  # what the run looks like at each poll
+                states = mode.setdefault("run_states", [("RUNNING", {})])
+                state, tasks = states.pop(0) if len(states) > 1 else states[0]
+                return self._answer({"run_id": "run-1", "state": state, "run_details": {"task_details": [
+                    {"display_name": name, "state": s} for name, s in tasks.items()]}})
             return self._answer({"experiments": [], "total_size": 0})
 
         def do_POST(self):
@@ -193,3 +198,21 @@ def test_a_staged_yolo_dataset_loads_from_the_object_store(s3_env, tmp_path):
     table = pd.read_parquet(out)
     images = [p for p in (ROOT / "data" / "trees" / "images").iterdir() if p.is_file()]
     assert len(table) == len(images) > 100
+
+
+def test_wait_follows_the_run_step_by_step_and_status_reports_it(kfp_api, s3_env, capsys):
+    host, calls, mode = kfp_api
+    mode["run_states"] = [("RUNNING", {"root-driver": "SUCCEEDED", "load": "RUNNING"}),
+                          ("RUNNING", {"load": "SUCCEEDED", "preprocess": "RUNNING"}),
+                          ("FAILED", {"load": "SUCCEEDED", "preprocess": "FAILED"})]
+    code = submit_main(["--recipe", "pipelines/recipes/wine.yaml", "--host", host, *REGISTRY, "--wait",
+                        "--poll-interval", "0.01"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    lines = [line.strip() for line in out.splitlines()]
+    assert lines[-4:] == ["load         succeeded", "preprocess   running", "preprocess   failed", "run run-1 FAILED"]
+    assert "root-driver" not in out and lines.count("load         running") == 1
+
+    assert submit_main(["status", "run-1", "--host", host]) == 0
+    assert capsys.readouterr().out.splitlines() == ["run run-1: FAILED", "  load         SUCCEEDED",
+                                                    "  preprocess   FAILED"]
