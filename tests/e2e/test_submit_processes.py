@@ -23,6 +23,14 @@ def submit(tmp_path, *args: str, log_name: str) -> subprocess.Popen:
                             stdout=open(tmp_path / log_name, "w"), stderr=subprocess.STDOUT)
 
 
+def command_line(process: psutil.Process) -> str:
+    # Steps start and end while we look: a child may be gone or a zombie by the time we ask.
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):  # ZombieProcess is a NoSuchProcess
+        return ""
+
+
 def test_a_stopped_submit_stops_the_step_it_was_running(tmp_path):
     proc = submit(tmp_path, "--set", "train.epochs=100000", "--set", "train.early_stopping_patience=100000",
                   log_name="submit.log")
@@ -30,7 +38,7 @@ def test_a_stopped_submit_stops_the_step_it_was_running(tmp_path):
         deadline, train = time.monotonic() + 240, None
         while train is None and time.monotonic() < deadline and proc.poll() is None:
             train = next((p for p in psutil.Process(proc.pid).children(recursive=True)
-                          if "train_model" in " ".join(p.cmdline())), None)
+                          if "train_model" in command_line(p)), None)
             time.sleep(0.5)
         assert train is not None, (tmp_path / "submit.log").read_text()[-3000:]
         time.sleep(2)  # well inside the training loop
