@@ -63,10 +63,10 @@ def _metrics(recipe: Recipe) -> list[str | None]:
 
 def _data(recipe: Recipe) -> str | None:
     """Exists, and for a local table the target is in the header (read without loading the data)."""
-    from .storage import is_remote
+    from .storage import is_redis, is_remote
 
     uri = recipe.data.uri
-    if is_remote(uri):
+    if is_remote(uri) or is_redis(uri):
         return None  # load checks it with the store's credentials, which may exist only on the cluster
     if not Path(uri).is_absolute() and not glob.glob(uri) and (PROJECT_ROOT / uri).exists():
         uri = str(PROJECT_ROOT / uri)  # submit.py resolves recipe paths against the project, wherever it runs

@@ -61,7 +61,8 @@ class ReadOptions(_Section):
 
 
 class DataSpec(_Section):
-    uri: str = Field(description="Local path, glob, or object-store URI of the raw data.")
+    uri: str = Field(description="Local path, glob, object-store URI, or Redis key "
+                                 "(redis://host:port/db?key=KEY) of the raw data.")
     format: Literal["auto", "csv", "json", "parquet"] = "auto"
     target: str | None = Field(None, description="Column to predict (tables; time series name a label channel).")
     drop_columns: list[str] = Field(default_factory=list, description="Columns never used as features.")
@@ -74,12 +75,10 @@ class DataSpec(_Section):
     @field_validator("uri")
     @classmethod
     def _uri_scheme(cls, uri: str) -> str:
-        from .storage import REMOTE_SCHEMES, uri_scheme
+        from .storage import scheme_problem
 
-        scheme = uri_scheme(uri)
-        if scheme and scheme not in REMOTE_SCHEMES:
-            raise ValueError(f"the {scheme}:// scheme is not supported; expected a local path or glob, "
-                             "s3://bucket/key or minio://bucket/key")
+        if problem := scheme_problem(uri):
+            raise ValueError(problem)
         return uri
 
 

@@ -1,4 +1,5 @@
-"""Where data and artifacts live: local paths and globs, and s3:// or minio:// object-store URIs.
+"""Where data and artifacts live: local paths and globs, and s3:// or minio:// object-store URIs
+(and, for data only, a Redis key: redis:// in components/redis_source.py).
 
 Any other ``scheme://`` URI is refused by name; an object-store URI is never read as a local path.
 
@@ -25,6 +26,8 @@ from .errors import DataError, PlatformError
 
 log = logging.getLogger(__name__)
 REMOTE_SCHEMES = ("s3", "minio")
+REDIS_SCHEMES = ("redis", "rediss")  # a Redis key as table data: components/redis_source.py
+DATA_SCHEMES = (*REMOTE_SCHEMES, *REDIS_SCHEMES)
 T = TypeVar("T")
 
 
@@ -46,12 +49,23 @@ def is_remote(uri: str) -> bool:
     return uri_scheme(uri) in REMOTE_SCHEMES
 
 
-def check_scheme(uri: str) -> None:
-    """A data URI is a local path or glob, or an object-store URI; anything else is named and refused."""
+def is_redis(uri: str) -> bool:
+    return uri_scheme(uri) in REDIS_SCHEMES
+
+
+def scheme_problem(uri: str) -> str | None:
+    """Why a data URI's scheme is refused: not a local path or glob, an object-store or a Redis URI."""
     scheme = uri_scheme(uri)
-    if scheme and scheme not in REMOTE_SCHEMES:
-        raise DataError(f"{uri}: the {scheme}:// scheme is not supported; expected a local path or glob, "
-                        "s3://bucket/key or minio://bucket/key")
+    if scheme and scheme not in DATA_SCHEMES:
+        return (f"the {scheme}:// scheme is not supported; expected a local path or glob, "
+                "s3://bucket/key, minio://bucket/key or redis://host:port/db?key=KEY")
+    return None
+
+
+def check_scheme(uri: str) -> None:
+    """A data URI is a local path or glob, an object-store or a Redis URI; anything else is named and refused."""
+    if problem := scheme_problem(uri):
+        raise DataError(f"{uri}: {problem}")
 
 
 def resolve_data_uri(uri: str, base: str | os.PathLike) -> str:
@@ -159,6 +173,10 @@ def expand(uri: str) -> list[Path]:
     check_scheme(uri)
     if is_remote(uri):
         return _fetch_remote(uri)
+    if is_redis(uri):  # a key's records, written to the cache as files
+        from .redis_source import fetch
+
+        return fetch(uri)
     if any(ch in uri for ch in "*?["):
         paths = sorted(Path(p) for p in glob.glob(uri, recursive=True) if Path(p).is_file())
         if not paths:

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from kfp import dsl, kubernetes
 
 from components.recipe import Recipe
+from components.storage import is_redis
 from pipelines.kfp_steps import build_components
 
 
@@ -90,6 +91,7 @@ def _local_data_fingerprint(uri: str) -> str | None:
     try:
         root = Path(uri)
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else expand(uri)  # image folders
+        # a Redis key: expand reads it into files in the cache, so this hashes the key's content
         return f"data-{content_hash(files)}"
     except Exception:  # not readable here (e.g. compiled for a cluster path): plain input caching
         return None
@@ -127,8 +129,10 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
         view = views.outputs  # step → the recipe sections it reads: a step re-runs only when those change
         # Local data is also keyed by its content (an ordinary input, never a custom cache key:
         # a custom key makes KFP ignore every other input), so editing a file in place re-runs load.
-        load = steps.load_data(recipe_json=view["load"],
-                               data_fingerprint=_local_data_fingerprint(recipe.data.uri) or "").set_display_name("load")
+        fingerprint = _local_data_fingerprint(recipe.data.uri)
+        load = steps.load_data(recipe_json=view["load"], data_fingerprint=fingerprint or "").set_display_name("load")
+        if fingerprint is None and is_redis(recipe.data.uri):
+            load.set_caching_options(False)  # a Redis key changes in place: unread here, never served from cache
         prep = steps.preprocess_data(recipe_json=view["preprocess"], raw=load.outputs["raw"]).set_display_name("preprocess")
         parts = steps.split_data(recipe_json=view["split"], clean=prep.outputs["clean"]).set_display_name("split")
         train = steps.train_model(recipe_json=view["train"], train=parts.outputs["train"], val=parts.outputs["val"],

@@ -122,9 +122,9 @@ def stage_data(recipe: Recipe) -> Recipe:
     and the recipe points at its prefix; a file or a glob's files go under one prefix keyed by
     their content, so the same data is uploaded once and changed data lands somewhere new."""
     from components.errors import DataError
-    from components.storage import content_hash, expand, is_remote, object_store, upload
+    from components.storage import content_hash, expand, is_redis, is_remote, object_store, upload
 
-    if is_remote(recipe.data.uri):
+    if is_remote(recipe.data.uri) or is_redis(recipe.data.uri):  # the cluster reads it where it is
         return recipe
     object_store()  # fails with a clear message when no object store is configured
     local = Path(recipe.data.uri) if Path(recipe.data.uri).is_absolute() else ROOT / recipe.data.uri

@@ -160,14 +160,21 @@ def _log_training_record(recipe: Recipe, model_path: Path, meta, schema_path: st
     from mlflow.data.meta_dataset import MetaDataset
 
     from ..bundle import PAYLOAD
+    from ..settings import redact_uri
 
     history = model_path / PAYLOAD / "history.json"
     for state in read_json(history) if history.is_file() else []:
         mlflow.log_metrics({k: float(v) for k, v in state.items() if k != "epoch" and isinstance(v, (int, float))},
                            step=int(state["epoch"]))
     schema = read_json(schema_path) if schema_path else {}
-    source = schema.get("source") or recipe.data.uri
-    mlflow.log_input(MetaDataset(resolve_dataset_source(source), name=recipe.name,
+    source = redact_uri(schema.get("source") or recipe.data.uri)
+    try:
+        dataset_source = resolve_dataset_source(source)
+    except mlflow.exceptions.MlflowException:  # MLflow resolves files, s3:// and http(s):// only (not redis://)
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+
+        dataset_source = CodeDatasetSource(tags={"uri": source})
+    mlflow.log_input(MetaDataset(dataset_source, name=recipe.name,
                                  digest=meta.lineage.get("data_hash") or None), context="training")
     for path, name in ((schema_path, "data/schema.json"), (data_report_path, "data/report.md")):
         if path and Path(path).is_file():
