@@ -31,7 +31,8 @@ PER_CLASS = re.compile(r"^(f1|map50|precision|recall)_class_.+$")
 
 
 def check(recipe: Recipe, peek_data: bool = True) -> None:
-    problems = [p for p in (_model(recipe), *_metrics(recipe), _data(recipe) if peek_data else None) if p]
+    problems = [p for p in (_model(recipe), *_metrics(recipe), *_tune(recipe), _data(recipe) if peek_data else None)
+                if p]
     if problems:
         raise RecipeError("; ".join(problems))
 
@@ -59,6 +60,33 @@ def _metrics(recipe: Recipe) -> list[str | None]:
     names = [("evaluate.gate", GATE_RE.match(rule).group(1)) for rule in recipe.evaluate.gate]
     names.append(("evaluate.primary_metric", recipe.primary_metric))
     return [metric_problem(recipe.task, name, where) for where, name in names]
+
+
+# What tune can optimise: the training loss, or what evaluate's scoring computes on the validation split.
+TUNE_METRICS = {"regression": ("val_loss", *TASK_METRICS["regression"]),
+                "classification": ("val_loss", "accuracy", "precision", "recall", "f1", "log_loss", "roc_auc",
+                                   "pr_auc", "top5_accuracy"),
+                "detection": ("val_loss",)}
+
+
+def _tune(recipe: Recipe) -> list[str | None]:
+    """The tune metric is one the task can be searched on, and the space fits the model."""
+    if recipe.tune is None:
+        return []
+    from .models.tunable import search_space
+    from .tasks import family_for
+
+    problems, metric, known = [], recipe.tune.metric, TUNE_METRICS[recipe.task]
+    if metric not in known:
+        close = difflib.get_close_matches(metric, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(f"tune.metric: {recipe.task} trials cannot be scored on {metric!r}{hint}; "
+                        f"known metrics are {', '.join(known)}")
+    try:
+        search_space(recipe, family_for(recipe).options(recipe))
+    except RecipeError as exc:
+        problems.append(str(exc))
+    return problems
 
 
 def _data(recipe: Recipe) -> str | None:

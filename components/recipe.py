@@ -209,6 +209,34 @@ class EvaluateSpec(_Section):
         return rules
 
 
+class TuneSpec(_Section):
+    """Hyper-parameter search before train (Optuna: seeded TPE sampler, median pruning on the validation
+    loss per epoch); train fits the final model with the best values. Ranges come from the model's
+    catalog entry; ``space`` overrides them by name (components/models/tunable.py)."""
+    metric: str = Field("val_loss", description="What the search optimises on the validation split: val_loss "
+                                                "(the training loss) or a metric evaluate reports (rmse, r2, f1, ...).")
+    direction: Literal["minimize", "maximize"] | None = Field(
+        None, description="Unset: the metric's own (minimize val_loss, rmse, log_loss; maximize r2, accuracy, f1).")
+    trials: int = Field(20, gt=0, description="Finished trials the study ends with (a resumed study counts its own).")
+    timeout_s: float | None = Field(None, gt=0, description="Start no trial after this many seconds.")
+    seed: int = Field(0, description="Seed of the TPE sampler.")
+    prune: bool = Field(True, description="Stop a trial whose validation loss trails the median of earlier trials.")
+    prune_startup_trials: int = Field(3, ge=0, description="Trials that finish before any is pruned.")
+    prune_warmup_epochs: int = Field(2, ge=0, description="Epochs of each trial before it may be pruned.")
+    workers: int = Field(1, gt=0, le=64, description="Trial workers sharing one study (cluster: dsl.ParallelFor "
+                                                     "over PLATFORM_TUNING_STORAGE, an RDB URL).")
+    space: dict[str, Any] = Field(
+        default_factory=dict, description="name → {low, high[, log][, step]} or a list of choices (null drops the "
+                                          "catalog's range); names are model params and train options.")
+
+    @field_validator("space")
+    @classmethod
+    def _ranges(cls, space: dict[str, Any]) -> dict[str, Any]:
+        from .models.tunable import parse_space
+
+        return parse_space(space)
+
+
 class RegisterSpec(_Section):
     model_name: str = Field(description="Registered model name in MLflow; also the KServe InferenceService name, "
                                         f"so lowercase letters, digits and '-', starting with a letter, ending with a "
@@ -263,6 +291,7 @@ class Recipe(_Section):
     split: SplitSpec = Field(default_factory=SplitSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+    tune: TuneSpec | None = Field(None, description="Present: a tune step searches hyper-parameters before train.")
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     # Spelled `register` in recipe files; the attribute name avoids pydantic's ABCMeta.register.
     registry: RegisterSpec = Field(alias="register")

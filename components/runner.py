@@ -39,13 +39,14 @@ STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     "preprocess": ("data", "preprocess", "split.group_column"),  # the group column is kept out of the features
     "split": ("data", "split"),
     "train": ("data", "preprocess", "model", "train"),
+    "tune": ("name", "data", "preprocess", "model", "train", "tune", "registry.experiment"),  # trials → MLflow
     "evaluate": ("name", "evaluate"),
     "backtest": ("name", "data", "preprocess", "split", "model", "train", "evaluate"),  # rolling: every fold
     "deploy": ("deploy", "registry"),
 }
 
 
-STEP_VIEWS = ("load", "preprocess", "split", "train", "evaluate", "backtest", "register", "deploy")
+STEP_VIEWS = ("load", "preprocess", "split", "tune", "train", "evaluate", "backtest", "register", "deploy")
 
 
 def step_logging() -> None:
@@ -65,6 +66,8 @@ def resolve_recipe(recipe_json: str, **knobs) -> Recipe:
 def sections_of(step: str, recipe: Recipe | None) -> tuple[str, ...]:
     if step == "register":  # logs the whole recipe as run params; never cached
         return tuple(Recipe.model_fields)
+    if step == "tune" and recipe is not None and recipe.tune is None:
+        return ()  # no tune step: an empty view, which no change touches
     extra = ("split.seed",) if step == "load" and recipe is not None and recipe.data.sample_rows else ()
     return ALWAYS + STEP_SECTIONS[step] + extra
 

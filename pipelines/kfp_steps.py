@@ -15,7 +15,7 @@ from pipelines.images import image_for
 
 def resolve_recipe(recipe_json: str, data_uri: str, target: str, model_name: str, epochs: int, learning_rate: float,
                    registered_model_name: str) -> NamedTuple("Views", [("load", str), ("preprocess", str),
-                                                                          ("split", str), ("train", str),
+                                                                          ("split", str), ("tune", str), ("train", str),
                                                                           ("evaluate", str), ("backtest", str),
                                                                           ("register", str), ("deploy", str)]):
     """Apply the run form's knobs to the recipe and cut it into one view per step (what each step reads)."""
@@ -64,17 +64,44 @@ def split_data(recipe_json: str, clean: Input[Dataset], train: Output[Dataset], 
 
 
 def train_model(recipe_json: str, train: Input[Dataset], val: Input[Dataset], schema: Input[Artifact],
-                model: Output[Model], metrics: Output[Metrics], learning_curve: Output[HTML]):
-    """Fit the feature transform and the model on the train split; write the model bundle."""
+                model: Output[Model], metrics: Output[Metrics], learning_curve: Output[HTML], tuned_params: str = ""):
+    """Fit the feature transform and the model on the train split; write the model bundle. ``tuned_params``:
+    the tune step's best values (JSON), applied over the recipe's."""
+    from components.models.tunable import with_values
     from components.runner import recipe_for_step, step_logging, write_metadata_file
     from components.steps.train import train as run_train
 
     step_logging()
-    recipe = recipe_for_step(recipe_json, "train")
+    recipe = with_values(recipe_for_step(recipe_json, "train"), tuned_params)
     for name, value in run_train(recipe, train.path, val.path, schema.path, model.path, learning_curve.path).items():
         metrics.log_metric(name, value)
     write_metadata_file(metrics)
-    model.metadata.update({"model": recipe.model.name, "task": recipe.task, "framework": "mlflow-pyfunc"})
+    model.metadata.update({"model": recipe.model.name, "task": recipe.task, "framework": "mlflow-pyfunc",
+                           **({"tuned_params": tuned_params} if tuned_params else {})})
+
+
+def tune_model(recipe_json: str, train: Input[Dataset], val: Input[Dataset], schema: Input[Artifact],
+               metrics: Output[Metrics], study: Output[Artifact]) -> str:
+    """Hyper-parameter search (Optuna) on train/val; returns the best values as JSON for train."""
+    from components.runner import recipe_for_step, step_logging, write_metadata_file
+    from components.steps.tune import tune
+
+    step_logging()
+    result = tune(recipe_for_step(recipe_json, "tune"), train.path, val.path, schema.path, study.path)
+    for name, value in result["metrics"].items():
+        metrics.log_metric(name, value)
+    write_metadata_file(metrics)
+    return result["best_json"]
+
+
+def tune_trials(recipe_json: str, train: Input[Dataset], val: Input[Dataset], schema: Input[Artifact],
+                worker: int) -> str:
+    """One of ``tune.workers`` trial workers on a shared study (a cluster's RDB); tune_model reads the result."""
+    from components.runner import recipe_for_step, step_logging
+    from components.steps.tune import tune
+
+    step_logging()
+    return tune(recipe_for_step(recipe_json, "tune"), train.path, val.path, schema.path, worker=worker)["study"]
 
 
 def evaluate_model(recipe_json: str, model: Input[Model], test: Input[Dataset], schema: Input[Artifact],
@@ -147,7 +174,7 @@ def deploy_model(recipe_json: str, registration: str, manifest: Output[Artifact]
     return result["url"]
 
 
-STEP_IMAGES = {resolve_recipe: "data", backtest_model: "train", load_data: "data", preprocess_data: "data", split_data: "data", train_model: "train",
+STEP_IMAGES = {resolve_recipe: "data", backtest_model: "train", tune_model: "train", tune_trials: "train", load_data: "data", preprocess_data: "data", split_data: "data", train_model: "train",
                evaluate_model: "train", register_model: "registry", deploy_model: "deploy"}
 
 

@@ -114,7 +114,8 @@ EPOCH = re.compile(r"\bepoch (\d+)/(\d+)")
 REASON = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|Refused)): (.+)$")
 STEP_NAMES = {"resolve-recipe": "resolve", "load-data": "load", "preprocess-data": "preprocess",
               "split-data": "split", "train-model": "train", "evaluate-model": "evaluate",
-              "backtest-model": "backtest", "register-model": "register", "deploy-model": "deploy"}
+              "backtest-model": "backtest", "register-model": "register", "deploy-model": "deploy",
+              "tune-model": "tune", "tune-trials": "tune-worker"}
 
 
 def step_name(task: str) -> str:

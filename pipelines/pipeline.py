@@ -33,6 +33,7 @@ DEFAULT_RESOURCES: dict[str, StepResources] = {
     "preprocess": StepResources("500m", "2Gi", "2", "8Gi"),
     "split": StepResources("500m", "2Gi", "2", "8Gi"),
     "train": StepResources("4", "16Gi", "8", "32Gi"),
+    "tune": StepResources("4", "16Gi", "8", "32Gi"),
     "backtest": StepResources("4", "16Gi", "8", "32Gi"),
     "evaluate": StepResources("1", "4Gi", "2", "8Gi"),
     "register": StepResources("500m", "1Gi", "1", "4Gi"),
@@ -54,6 +55,7 @@ class ClusterConfig:
     # Credentials reach steps only as environment variables from these Kubernetes Secrets.
     s3_secret: str | None = "kfp-ml-platform-s3"          # keys: endpoint, accesskey, secretkey
     mlflow_secret: str | None = "kfp-ml-platform-mlflow"  # keys: tracking_uri, s3_endpoint, artifacts_destination
+    tuning_secret: str | None = "kfp-ml-platform-tuning"  # key: storage (the RDB URL tune workers share)
     # step → requests/limits; a step not named here keeps its DEFAULT_RESOURCES entry
     resources: tuple[tuple[str, StepResources], ...] = ()
     # Retries of the steps that touch the network (NETWORK_STEPS), with exponential backoff.
@@ -66,7 +68,8 @@ class ClusterConfig:
     @classmethod
     def local(cls) -> "ClusterConfig":
         """The config of a run on this machine: no GPU placement, no Secrets, no retries."""
-        return cls(gpus=0, node_selector=None, toleration=None, s3_secret=None, mlflow_secret=None, retries=0)
+        return cls(gpus=0, node_selector=None, toleration=None, s3_secret=None, mlflow_secret=None, retries=0,
+                   tuning_secret=None)
 
     def step_resources(self, step: str) -> StepResources:
         return dict(self.resources).get(step) or DEFAULT_RESOURCES[step]
@@ -81,6 +84,7 @@ class ClusterConfig:
 S3_ENV = {"endpoint": "S3_ENDPOINT_URL", "accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
 MLFLOW_ENV = {"tracking_uri": "MLFLOW_TRACKING_URI", "s3_endpoint": "MLFLOW_S3_ENDPOINT_URL",
               "artifacts_destination": "PLATFORM_MLFLOW_ARTIFACTS_DESTINATION"}
+TUNING_ENV = {"storage": "PLATFORM_TUNING_STORAGE"}
 
 
 def _local_data_fingerprint(uri: str) -> str | None:
@@ -135,8 +139,10 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
             load.set_caching_options(False)  # a Redis key changes in place: unread here, never served from cache
         prep = steps.preprocess_data(recipe_json=view["preprocess"], raw=load.outputs["raw"]).set_display_name("preprocess")
         parts = steps.split_data(recipe_json=view["split"], clean=prep.outputs["clean"]).set_display_name("split")
+        tune = _add_tune(steps, recipe, view, parts, prep, cluster, tasks) if recipe.tune else None
         train = steps.train_model(recipe_json=view["train"], train=parts.outputs["train"], val=parts.outputs["val"],
-                                  schema=prep.outputs["schema"]).set_display_name("train")
+                                  schema=prep.outputs["schema"],
+                                  **({"tuned_params": tune.outputs["Output"]} if tune else {})).set_display_name("train")
         _place_on_gpu(train, cluster)
         if recipe.split.method == "rolling":  # every fold trained and scored, beside the final model
             backtest = steps.backtest_model(recipe_json=view["backtest"], clean=prep.outputs["clean"],
@@ -159,6 +165,28 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
         set_resources_and_retries(tasks, cluster)
 
     return training_pipeline
+
+
+def _add_tune(steps, recipe: Recipe, view, parts, prep, cluster: ClusterConfig, tasks: dict):
+    """The tune step before train; with ``tune.workers`` > 1, that many trial workers first (dsl.ParallelFor)
+    on one study in a shared RDB (the tuning Secret's URL), whose best values the tune step then returns."""
+    data = dict(recipe_json=view["tune"], train=parts.outputs["train"], val=parts.outputs["val"],
+                schema=prep.outputs["schema"])
+    workers = []
+    if recipe.tune.workers > 1:
+        with dsl.ParallelFor(list(range(recipe.tune.workers)), parallelism=recipe.tune.workers,
+                             name="tune-workers") as worker:
+            workers.append(steps.tune_trials(worker=worker, **data).set_display_name("tune-worker"))
+    tune = steps.tune_model(**data).set_display_name("tune").after(*workers)
+    for task in (tune, *workers):
+        _place_on_gpu(task, cluster)
+        use_secrets(cluster, s3=[], mlflow=[task])
+        if cluster.tuning_secret:
+            kubernetes.use_secret_as_env(task, cluster.tuning_secret, TUNING_ENV)
+    for task in workers:
+        set_resources_and_retries({"tune": task}, cluster)
+    tasks["tune"] = tune
+    return tune
 
 
 def use_secrets(cluster: ClusterConfig, s3: list, mlflow: list) -> None:

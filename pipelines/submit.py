@@ -71,6 +71,7 @@ def summarize(recipe: Recipe, run_dir: Path, seconds: float, cached: list[str]) 
                "registration": registration,
                "cached": [step_name(task) for task in cached],
                "backtest": json.loads(step_output(outputs, "backtest-model") or "{}"),
+               "tuned": json.loads(step_output(outputs, "tune-model") or "{}"),  # best values; empty when cached
                "registered": f"{name} version {registration.get('version', '?')} ({registration.get('alias', '?')})",
                "gate": registration.get("gate", "?"), "tracking_uri": redact_uri(os.environ["MLFLOW_TRACKING_URI"])}
     state = platform_home() / "serving" / f"{name}.json"
@@ -350,6 +351,9 @@ def print_summary(recipe: Recipe, summary: dict) -> None:
     if summary["backtest"] and f"{reg.get('primary_metric')}_mean" in summary["backtest"]:
         m, bt = reg["primary_metric"], summary["backtest"]
         print(f"backtest:    {m} {bt[m + '_mean']:.4g} ± {bt[m + '_std']:.4g} over {recipe.split.folds} folds")
+    if summary.get("tuned"):
+        best = {**summary["tuned"].get("model", {}), **summary["tuned"].get("train", {})}
+        print("tuned:       " + "  ".join(f"{k} {json.dumps(v)}" for k, v in best.items()))
     before = reg.get("champion_before")
     metric = reg.get("primary_metric", "")
     champion = (f"champion before: version {before['version']}, {metric} {before[metric]:.4g}" if before

@@ -19,7 +19,9 @@ class MLPParams(Params):
 
 @register_adapter("mlp", framework="torch", tags=("deep", "fast", "gpu"),
                   description="Multilayer perceptron (hidden sizes, dropout, batch norm, activation).",
-                  defaults=MLPParams().model_dump())
+                  defaults=MLPParams().model_dump(),
+                  tunable={"hidden_sizes": [[64, 64], [128, 128], [256, 256], [256, 256, 256]],
+                           "dropout": {"low": 0.0, "high": 0.3}})
 class MLPAdapter(TorchAdapter):
     Params = MLPParams
 

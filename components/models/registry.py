@@ -34,6 +34,8 @@ class CatalogEntry:
     input_size: int | None = None        # pixels (square) for images, tokens for text
     batch_size: int | None = None        # a recommended starting point on one GPU
     learning_rate: float | None = None
+    # Hyper-parameter search ranges (components/models/tunable.py): model params and train options.
+    tunable: dict[str, Any] = field(default_factory=dict)
 
 
 _CATALOG: dict[str, CatalogEntry] = {}
@@ -43,7 +45,7 @@ def register_adapter(name: str, *, framework: str, tasks=("regression", "classif
                      description: str = "", defaults: dict[str, Any] | None = None, tags=(), family="tabular",
                      **card):
     """Class decorator (or call with a builder) that puts one model in the catalog; ``card`` holds
-    params_m, input_size, batch_size, learning_rate."""
+    params_m, input_size, batch_size, learning_rate and the ``tunable`` search ranges."""
     def decorate(builder):
         if name in _CATALOG:
             raise ValueError(f"model {name!r} is already registered")
