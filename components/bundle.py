@@ -50,6 +50,7 @@ class BundleMeta(BaseModel):
 class Bundle:
     def __init__(self, meta: BundleMeta, transform, adapter):
         self.meta, self.transform, self.adapter = meta, transform, adapter
+        self.family = family(meta.family)
 
     @property
     def feature_names(self) -> list[str]:
@@ -57,7 +58,7 @@ class Bundle:
 
     def features(self, records) -> np.ndarray:
         """Raw records (table rows, or windows for time series) → what the adapter was trained on."""
-        return family(self.meta.family).model_inputs(self.meta, self.transform, records)
+        return self.family.model_inputs(self.meta, self.transform, records)
 
     def predict(self, records) -> np.ndarray | list[dict]:
         """Regression: values in target units. Classification: class names. Detection: per image
@@ -66,7 +67,7 @@ class Bundle:
         if self.meta.task == "detection":
             return self.detections(raw)
         if self.meta.task == "regression":
-            offset = family(self.meta.family).prediction_offset(self.meta, records)
+            offset = self.family.prediction_offset(self.meta, records)
             return raw * self.meta.target_std + self.meta.target_mean + offset
         return np.asarray(self.meta.classes, dtype=object)[raw.argmax(axis=1)]
 
@@ -83,9 +84,8 @@ class Bundle:
 
     def predict_frame(self, records) -> pd.DataFrame:
         """The table MLflow pyfunc and serving return: ``prediction`` or label + probabilities."""
-        if isinstance(records, pd.DataFrame) and "window" in records and self.meta.family == "timeseries":
-            records = [np.asarray(w.tolist() if hasattr(w, "tolist") else w, dtype=np.float32).tolist()
-                       for w in records["window"]]  # pyfunc hands windows over as a "window" column
+        if isinstance(records, pd.DataFrame):  # what MLflow pyfunc hands over
+            records = self.family.frame_records(self.meta, records)
         if self.meta.task == "regression":
             return pd.DataFrame({"prediction": self.predict(records)})
         if self.meta.task == "detection":
@@ -104,17 +104,7 @@ class Bundle:
         import mlflow.pyfunc
         from mlflow.models import infer_signature
 
-        example = input_example[:5]
-        if isinstance(example, pd.DataFrame):
-            example = example[self.feature_names].reset_index(drop=True)
-        elif self.meta.family == "image":  # encoded images, base64 as a client sends them
-            import base64
-
-            example = pd.DataFrame({"image": [base64.b64encode(b).decode() for b in example[:2]]})
-        elif self.meta.family == "text":
-            example = pd.DataFrame({self.feature_names[0]: list(example)})
-        else:  # windows [n, C, L]: MLflow's example holds one [C][L] list per row
-            example = pd.DataFrame({"window": [w.tolist() for w in example]})
+        example = self.family.input_example(self.meta, input_example[:5])
         with tempfile.TemporaryDirectory() as tmp:
             payload = Path(tmp) / "bundle"
             payload.mkdir()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .errors import DataError, RecipeError
 from .gate import GATE_RE
+from .tasks import family_for
 
 if TYPE_CHECKING:  # the recipe's command line calls check: a run-time import would close a circle
     from .recipe import Recipe
@@ -39,10 +40,10 @@ def check(recipe: Recipe, peek_data: bool = True) -> None:
 
 def _model(recipe: Recipe) -> str | None:
     from .models import build_adapter
-
     try:
         build_adapter(recipe.model.name, recipe.task, 2 if recipe.task == "classification" else None,
-                      recipe.model.params, recipe.family, train=recipe.train, section=recipe.image or recipe.text)
+                      recipe.model.params, recipe.family, train=recipe.train,
+                      section=family_for(recipe).options(recipe))
     except (RecipeError, KeyError) as exc:
         return str(exc).strip("'\"")
     return None
@@ -102,7 +103,7 @@ def _data(recipe: Recipe) -> str | None:
     if not paths:
         return f"data.uri: {uri} does not exist; expected a file, a directory or a glob that names files"
     target = recipe.data.target
-    if recipe.family not in ("tabular", "text") or not target or not Path(paths[0]).is_file():
+    if not family_for(recipe).target_in_header or not target or not Path(paths[0]).is_file():
         return None
     try:
         columns = header(Path(paths[0]), recipe.data.read_options)

@@ -19,3 +19,7 @@ class NotFittedError(PlatformError, RuntimeError):
 
 class RecipeError(PlatformError, ValueError):
     """A recipe that cannot be used; the message names the field (``components.recipe`` re-exports it)."""
+
+
+class RequestTooLarge(PlatformError):
+    """A request over a size limit that its Content-Length cannot show (pixels, images, texts): HTTP 413."""

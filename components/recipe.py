@@ -34,6 +34,7 @@ MAX_VALUES = 20_000          # values after YAML aliases are expanded
 
 
 from .errors import RecipeError  # noqa: E402,F401  (defined there; re-exported for `from components.recipe import RecipeError`)
+from .tasks import family, family_name, family_sections  # noqa: E402  (the table only; modules load on use)
 
 
 class _Section(BaseModel):
@@ -301,38 +302,11 @@ class Recipe(_Section):
     def _cross_checks(self) -> "Recipe":
         if self.split.method == "stratified" and self.task != "classification":
             raise ValueError("split.method 'stratified' needs task 'classification'")
-        ts = self.timeseries
-        if sum(x is not None for x in (ts, self.image, self.text)) > 1:
-            raise ValueError("a recipe has at most one of the timeseries, image and text sections")
-        if self.image is not None:
-            if self.task == "regression":
-                raise ValueError("image recipes have task 'classification' or 'detection'")
-            if self.task == "detection" and self.image.layout == "imagefolder":
-                raise ValueError("task 'detection' reads YOLO or COCO data, not image.layout 'imagefolder'")
-            if self.split.method not in ("random", "stratified"):
-                raise ValueError("image data splits with method 'random' or 'stratified'")
-        elif self.text is not None:
-            if self.task != "classification":
-                raise ValueError("text recipes have task 'classification'")
-            if not self.data.target:
-                raise ValueError("data.target (the label column) is required for text")
-        elif self.task == "detection":
-            raise ValueError("task 'detection' needs an image section (YOLO or COCO data)")
-        elif ts is None:
-            if not self.data.target:
-                raise ValueError("data.target is required for tables")
-            if self.split.method in ("time", "rolling"):
-                raise ValueError(f"split.method {self.split.method!r} is for time series (add a timeseries section)")
-        else:
-            if self.split.method not in ("time", "rolling", "group"):
-                raise ValueError("time series split with method 'time', 'rolling' or 'group'")
-            if (ts.label_rule == "value") != (self.task == "regression"):
-                raise ValueError(f"timeseries.label_rule {ts.label_rule!r} does not fit task {self.task!r} "
-                                 "('value' for regression, nonzero/gt/lt/quantile for classification)")
-            if self.split.method == "group" and not ts.group_column:
-                raise ValueError("a time-series group split needs timeseries.group_column")
-        if self.split.method == "group" and ts is None and not self.split.group_column:
-            raise ValueError("split.method 'group' needs split.group_column")
+        present = [name for name in family_sections() if getattr(self, name) is not None]
+        if len(present) > 1:
+            raise ValueError(f"a recipe has at most one family section ({', '.join(family_sections())}); "
+                             f"this one has {', '.join(present)}")
+        family(self.family).check_recipe(self)
         if self.data.target and self.data.target in self.data.drop_columns:
             raise ValueError(f"data.target {self.data.target!r} is also in data.drop_columns")
         if self.deploy.target == "kserve":
@@ -404,9 +378,7 @@ class Recipe(_Section):
     @property
     def family(self) -> str:
         """Task family: how data is read, windowed and scored."""
-        if self.timeseries:
-            return "timeseries"
-        return "image" if self.image else "text" if self.text else "tabular"
+        return family_name([name for name in family_sections() if getattr(self, name) is not None])
 
     @property
     def experiment(self) -> str:

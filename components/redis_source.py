@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, quote, unquote, urlparse
 
 from .errors import DataError
 from .settings import platform_home, redact_uri
-from .storage import atomic_path
+from .files import atomic_path
 
 log = logging.getLogger(__name__)
 CHUNK = 5000  # elements per LRANGE / XRANGE call

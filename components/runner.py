@@ -19,6 +19,7 @@ from pydantic import BaseModel, PrivateAttr, TypeAdapter
 from pydantic.fields import FieldInfo
 
 from .recipe import Recipe, RecipeError
+from .tasks import family_sections
 
 # Run-form knob → recipe field. The knobs win over the recipe JSON they sit beside.
 KNOBS = {
@@ -31,7 +32,7 @@ KNOBS = {
 }
 
 # Every view carries these: the task and the family section decide how each step reads its data.
-ALWAYS = ("task", "timeseries", "image", "text")
+ALWAYS = ("task", *family_sections())
 # What each step reads, beyond ALWAYS: a section, or one field of it (`section.field`). Names are the
 # Recipe's attribute names (`registry` is spelled `register` in recipe files).
 STEP_SECTIONS: dict[str, tuple[str, ...]] = {

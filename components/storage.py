@@ -10,19 +10,18 @@ accepts a self-signed certificate.
 """
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import glob
 import hashlib
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 from urllib.parse import urlparse
 
 from .errors import DataError, PlatformError
+from .files import atomic_path  # noqa: F401  (re-exported: steps write through storage)
 
 log = logging.getLogger(__name__)
 REMOTE_SCHEMES = ("s3", "minio")
@@ -200,31 +199,3 @@ def content_hash(paths: list[Path]) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()[:16]
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling of ``target``; it becomes ``target`` only if the block succeeds.
-
-    A step that fails or is killed half way leaves no half-written file or directory behind. A
-    step killed with SIGKILL cannot clean up its temporary sibling, so the next writer of the same
-    target removes such leftovers first (one step owns an output path at a time).
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    for leftover in target.parent.glob(f".{target.name}.partial-*"):
-        _remove(leftover)
-    try:
-        yield tmp
-        _remove(target)
-        os.replace(tmp, target)
-    finally:
-        _remove(tmp)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()

@@ -8,7 +8,9 @@ import os
 import kserve
 from kserve import model_server
 
-from . import media
+from components.errors import RequestTooLarge
+from components.tasks import images
+
 from .guard import RequestGuard, header_timeout_protocol
 from .predictor import BundlePredictor, PredictionTimeout
 
@@ -32,10 +34,10 @@ def _install_error_handlers() -> None:
 
     app.add_exception_handler(PredictionTimeout, timeout)
 
-    async def too_large(request, exc: media.RequestTooLarge):
+    async def too_large(request, exc: RequestTooLarge):
         return JSONResponse(status_code=413, content={"error": str(exc)})
 
-    app.add_exception_handler(media.RequestTooLarge, too_large)
+    app.add_exception_handler(RequestTooLarge, too_large)
 
 
 def _return_large_buffers_to_the_os() -> None:
@@ -142,7 +144,7 @@ def main() -> None:
     model.load()
     threads.configure(args.threads)
     _install_error_handlers()
-    media.configure(args.max_images, args.max_image_pixels, args.max_request_pixels)
+    images.configure(args.max_images, args.max_image_pixels, args.max_request_pixels)
     _return_large_buffers_to_the_os()
     model_server.app.add_middleware(RequestGuard, max_bytes=args.max_request_bytes, models={args.model_name},
                                     body_timeout_s=args.body_timeout_s)

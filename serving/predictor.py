@@ -4,7 +4,8 @@ V1  ``POST /v1/models/<m>:predict``  ``{"instances": [{"col": value, ...}, ...]}
     feature order; for time series one window [C][L] per instance) → ``{"predictions": [...]}``.
 V2  ``POST /v2/models/<m>/infer``    one input per feature column, each of shape [n]; for time
     series one input of shape [n, C, L].
-Images and texts take their own path (``media.py``): one BYTES input, answers with timings.
+The bundle's task family reads the records (``components/tasks``); families whose rows stack go
+through a micro-batcher, the others (images, texts: one BYTES input) through ``media.py``.
 Bad requests raise ``InvalidInput`` (HTTP 400) naming what was wrong; the server keeps serving.
 """
 from __future__ import annotations
@@ -23,8 +24,8 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InferenceError, InvalidInput
 
 from components.bundle import Bundle, load_bundle
-from components.tasks.tabular import known_categories, unseen_categories
-from components.errors import InvalidInputError
+from components.tasks.tabular import unseen_categories
+from components.errors import InvalidInputError, RequestTooLarge
 from components.model_source import verify_bundle
 
 from . import media, metrics
@@ -32,7 +33,6 @@ from .batching import MicroBatcher
 
 log = logging.getLogger(__name__)
 MAX_INSTANCES = 100_000
-FLOAT32_MAX = float(np.finfo(np.float32).max)  # models compute in float32: larger values become inf, then NaN
 
 
 class PredictionTimeout(RuntimeError):
@@ -46,26 +46,22 @@ class BundlePredictor(Model):
         self.model_dir, self.expected_digest, self.version = model_dir, expected_digest, version
         self.max_batch_rows, self.max_wait_ms, self.timeout_s = max_batch_rows, max_wait_ms, timeout_s
         self.bundle: Bundle | None = None
-        self.batcher: MicroBatcher | None = None
+        self.batcher: MicroBatcher | None = None   # families whose rows stack: concurrent requests, one call
+        self.media: media.MediaModel | None = None  # the others: one request at a time, decoded in a thread
 
     def load(self) -> bool:
         if self.expected_digest:  # checked here, right before anything in the bundle is unpickled
             verify_bundle(self.model_dir, self.expected_digest, f"model {self.name}")
         self.bundle = load_bundle(self.model_dir)
-        self.series = self.bundle.meta.series  # None for tables
-        self.media = None
-        if self.bundle.meta.family in ("image", "text"):
-            self.media = media.MediaModel(self.bundle, self.timeout_s)
-            self.bundle.predict(media.warmup_records(self.bundle))
-            self.ready = True
-            log.info("loaded %s %s bundle (%s) from %s", self.bundle.meta.family, self.bundle.meta.task,
-                     self.bundle.meta.model_name, self.model_dir)
-            return self.ready
+        self.family = self.bundle.family
         # Warm up with a typical record so the first request pays no lazy initialisation.
-        self.bundle.predict_frame(self._typical_records())
-        self.batcher = MicroBatcher(self.bundle.predict_frame, _join, _split, self.max_batch_rows, self.max_wait_ms,
-                                    on_batch=self._observe_batch)
-        self.known_categories = {} if self.series else known_categories(self.bundle.transform)
+        self.bundle.predict_frame(self.family.warmup_records(self.bundle))
+        if self.family.stacks_rows:
+            self.batcher = MicroBatcher(self.bundle.predict_frame, _join, _split, self.max_batch_rows,
+                                        self.max_wait_ms, on_batch=self._observe_batch)
+        else:
+            self.media = media.MediaModel(self.bundle, self.timeout_s)
+        self.known_categories = self.family.category_levels(self.bundle.transform)
         self.ready = True
         log.info("loaded %s %s bundle (%s) from %s", self.bundle.meta.family, self.bundle.meta.task,
                  self.bundle.meta.model_name, self.model_dir)
@@ -75,99 +71,22 @@ class BundlePredictor(Model):
         metrics.BATCH_REQUESTS.labels(self.name).observe(n_requests)
         metrics.BATCH_ROWS.labels(self.name).observe(n_rows)
 
-    def _typical_records(self):
-        def typical(f):
-            return next(iter(f["stats"]["top"])) if f["kind"] == "categorical" else f["stats"]["median"]
-
-        if self.series:
-            return [[[typical(f)] * self.series["context_len"] for f in self.bundle.meta.features]]
-        return pd.DataFrame([{f["name"]: typical(f) for f in self.bundle.meta.features}])
-
-    # --- request decoding -----------------------------------------------------------------
-    def _v1_records(self, payload: Any):
-        example = ('[[v, ...] per channel]' if self.series else '{"feature": value, ...}')
+    # --- request decoding: the family reads records from V1 instances or V2 inputs ---------------
+    def _records(self, payload: Any):
+        meta = self.bundle.meta
+        if isinstance(payload, InferRequest):
+            if not payload.inputs:
+                raise InvalidInput(f"expected inputs {[i['name'] for i in self.get_input_types()]}; got no inputs")
+            return self.family.v2_records(meta, payload.inputs)
         if not isinstance(payload, dict) or "instances" not in payload:
-            raise InvalidInput(f'expected a JSON object with an "instances" list, e.g. {{"instances": [{example}]}}')
+            raise InvalidInput('expected a JSON object with an "instances" list, e.g. {"instances": [...]}; '
+                               f'the model takes {self.get_input_types()}')
         instances = payload["instances"]
         if not isinstance(instances, list) or not instances:
             raise InvalidInput('"instances" must be a non-empty list of records')
         if len(instances) > MAX_INSTANCES:
             raise InvalidInput(f'"instances" holds {len(instances)} records; at most {MAX_INSTANCES} per request')
-        if self.series:
-            _check_window_values(instances, "instances")
-            return instances  # windows [C][L]; the bundle checks their shape
-        names = self.bundle.feature_names
-        if all(isinstance(i, dict) for i in instances):
-            return self._checked_numbers(pd.DataFrame.from_records(instances))
-        if all(isinstance(i, list) for i in instances):
-            bad = next((n for n, i in enumerate(instances) if len(i) != len(names)), None)
-            if bad is not None:
-                raise InvalidInput(f"instance {bad} has {len(instances[bad])} values; expected {len(names)} "
-                                   f"in the order {names}")
-            return self._checked_numbers(pd.DataFrame(instances, columns=names))
-        raise InvalidInput("each instance must be an object {feature: value} or a list of feature values")
-
-    def _v2_records(self, request: InferRequest):
-        if not request.inputs:
-            raise InvalidInput("expected one input per feature column (tables) or one window tensor (time series); "
-                               "got no inputs")
-        if self.series:
-            if len(request.inputs) != 1:
-                raise InvalidInput(f"expected one input, a tensor of windows [n, {len(self.bundle.feature_names)}, "
-                                   f"{self.series['context_len']}]; got {len(request.inputs)} inputs")
-            inp = request.inputs[0]
-            if inp.datatype in ("BOOL", "BYTES") or _has_bool(inp.data):
-                raise InvalidInput(f"input {inp.name!r} must hold numbers (FP32/FP64/INT*), not "
-                                   f"{'booleans' if inp.datatype != 'BYTES' else 'BYTES'}")
-            try:
-                windows = inp.as_numpy()
-            except Exception as exc:
-                raise InvalidInput(f"input {inp.name!r}: {exc}") from None
-            _check_window_values(windows, f"input {inp.name!r}")
-            return windows
-        columns, lengths = {}, set()
-        numeric = {f["name"] for f in self.bundle.meta.features if f["kind"] == "numeric"}
-        for inp in request.inputs:
-            if inp.name in numeric and (inp.datatype == "BOOL" or inp.datatype != "BYTES" and _has_bool(inp.data)):
-                raise InvalidInput(f"input {inp.name!r} expects numbers (FP64, FP32, INT64, ...), got booleans")
-            try:
-                values = inp.as_numpy()
-            except Exception as exc:
-                raise InvalidInput(f"input {inp.name!r}: {exc}") from None
-            if values.ndim == 2 and values.shape[1] == 1:
-                values = values[:, 0]
-            if values.ndim != 1:
-                raise InvalidInput(f"input {inp.name!r} has shape {list(values.shape)}; expected [n] (one column)")
-            if inp.datatype == "BYTES":
-                values = np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
-            elif not np.issubdtype(values.dtype, np.number) and values.dtype != bool:
-                raise InvalidInput(f"input {inp.name!r} has datatype {inp.datatype}; expected a number or BYTES")
-            columns[inp.name] = values
-            lengths.add(len(values))
-        if len(lengths) != 1:
-            raise InvalidInput(f"inputs have different lengths {sorted(lengths)}; every column needs the same n")
-        return self._checked_numbers(pd.DataFrame(columns))
-
-    def _checked_numbers(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Numeric features: true/false is not a number (pandas would read it as 1/0), and a value beyond
-        float32's range cannot be computed with (the model would answer NaN). The bundle checks the rest."""
-        for f in self.bundle.meta.features:
-            if f["kind"] != "numeric" or f["name"] not in frame.columns:
-                continue
-            col = frame[f["name"]]
-            flags = [isinstance(v, (bool, np.bool_)) for v in col] if col.dtype in (bool, object) else []
-            if any(flags):
-                row = flags.index(True)
-                raise InvalidInput(f"feature {f['name']!r} expects a number, got {str(bool(col.iloc[row])).lower()} "
-                                   f"(row {row})")
-            values = pd.to_numeric(col, errors="coerce") if col.dtype == object else col
-            with np.errstate(invalid="ignore", over="ignore"):
-                big = np.abs(np.asarray(values, dtype=np.float64)) > FLOAT32_MAX
-            if big.any():
-                row = int(np.flatnonzero(big)[0])
-                raise InvalidInput(f"feature {f['name']!r} must be a finite number within ±{FLOAT32_MAX:.3g}, got "
-                                   f"{float(values.iloc[row]):g} (row {row})")
-        return frame
+        return self.family.v1_records(meta, instances)
 
     def _no_finite_answer(self, records, row: int) -> str:
         """Which values of a record that gave NaN/inf lie outside what the model was trained on."""
@@ -189,7 +108,7 @@ class BundlePredictor(Model):
         """One mapping from what went wrong to the HTTP answer and the error metric, for every path."""
         try:
             yield
-        except (InvalidInput, media.RequestTooLarge):
+        except (InvalidInput, RequestTooLarge):
             metrics.ERRORS.labels(self.name, "invalid_input").inc()
             raise
         except InvalidInputError as exc:
@@ -209,10 +128,8 @@ class BundlePredictor(Model):
             return await asyncio.wait_for(self.batcher.submit(records, len(records)), self.timeout_s)
 
     async def _predict_media(self, payload):
-        family = self.bundle.meta.family
         with self._errors():
-            items = media.v2_items(payload, family) if isinstance(payload, InferRequest) else media.v1_items(payload)
-            answers, timings = await self.media.answer(items)
+            answers, timings = await self.media.answer(self._records(payload))
         if isinstance(payload, InferRequest):
             return InferResponse(model_name=self.name, infer_outputs=self.media.v2_outputs(answers),
                                  response_id=payload.id or str(uuid.uuid4()),
@@ -224,7 +141,7 @@ class BundlePredictor(Model):
             return self._versioned(await self._predict_media(payload))
         started = time.perf_counter()
         with self._errors():
-            records = self._v2_records(payload) if isinstance(payload, InferRequest) else self._v1_records(payload)
+            records = self._records(payload)
         parsed = time.perf_counter()
         unseen = self._unseen(records)
         out = await self._predict_frame(records)
@@ -265,14 +182,7 @@ class BundlePredictor(Model):
 
     # --- what the server says about itself (V2 model metadata) ------------------------------
     def get_input_types(self) -> list[dict]:
-        meta = self.bundle.meta
-        if meta.family in ("image", "text"):
-            return [{"name": meta.family, "datatype": "BYTES", "shape": [-1]}]
-        if self.series:
-            return [{"name": "window", "datatype": "FP32",
-                     "shape": [-1, len(meta.features), self.series["context_len"]]}]
-        return [{"name": f["name"], "datatype": "FP64" if f.get("kind") == "numeric" else "BYTES", "shape": [-1]}
-                for f in meta.features]
+        return self.family.input_types(self.bundle.meta)
 
     def get_output_types(self) -> list[dict]:
         meta = self.bundle.meta
@@ -281,12 +191,12 @@ class BundlePredictor(Model):
         if meta.task == "detection":
             return [{"name": "detections", "datatype": "BYTES", "shape": [-1]}]
         k = len(meta.classes or [])
-        if self.media is not None:
-            top = min(5, k)
+        if self.family.top_k:
+            top, name = min(self.family.top_k, k), f"top{self.family.top_k}"
             return [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                     {"name": "probability", "datatype": "FP64", "shape": [-1]},
-                    {"name": "top5_labels", "datatype": "BYTES", "shape": [-1, top]},
-                    {"name": "top5_probabilities", "datatype": "FP64", "shape": [-1, top]}]
+                    {"name": f"{name}_labels", "datatype": "BYTES", "shape": [-1, top]},
+                    {"name": f"{name}_probabilities", "datatype": "FP64", "shape": [-1, top]}]
         return [{"name": "label", "datatype": "BYTES", "shape": [-1]},
                 {"name": "probability", "datatype": "FP64", "shape": [-1]},
                 {"name": "probabilities", "datatype": "FP64", "shape": [-1, k]}]  # classes: in each answer
@@ -311,31 +221,6 @@ class BundlePredictor(Model):
             InferOutput("probabilities", [n, len(classes)], "FP64", probs.ravel().tolist(),
                         parameters={"classes": ",".join(classes)}),
         ]
-
-
-def _has_bool(data) -> bool:
-    """True/false anywhere in (nested) V2 ``data``: numpy would take them as 1/0."""
-    if isinstance(data, (bool, np.bool_)):
-        return True
-    if isinstance(data, np.ndarray):
-        return data.dtype == bool or data.dtype == object and any(map(_has_bool, data.ravel()))
-    return isinstance(data, (list, tuple)) and any(map(_has_bool, data))
-
-
-def _check_window_values(windows, where: str) -> None:
-    """Time-series windows: numbers only (no true/false), each finite and within float32's range."""
-    if _has_bool(windows):
-        raise InvalidInput(f"{where} must hold numbers, got true/false")
-    try:
-        values = np.asarray(windows, dtype=np.float64)
-    except (TypeError, ValueError):
-        return  # ragged or not numbers: the bundle says which window and what shape it expects
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.abs(values) <= FLOAT32_MAX) & ~np.isnan(values)
-    if bad.any():
-        index = [int(i) for i in np.argwhere(bad)[0]]
-        raise InvalidInput(f"{where}: value {values[tuple(index)]!r} at {index} must be finite and within "
-                           f"±{FLOAT32_MAX:.3g}")
 
 
 def _join(parts: list):

@@ -17,7 +17,7 @@ import pandas as pd
 from ..recipe import Recipe
 from ..storage import atomic_path
 from .evaluate import evaluate
-from .split import fold_parts
+from ..tasks.timeseries import fold_parts
 from .train import train
 
 log = logging.getLogger(__name__)

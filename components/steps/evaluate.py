@@ -16,7 +16,6 @@ from ..bundle import PAYLOAD, load_bundle, read_json
 from ..model_card import bootstrap_ci, markdown_card, permutation_importance, to_html
 from ..recipe import GATE_RE, Recipe
 from ..storage import atomic_path
-from ..tasks import family
 
 log = logging.getLogger(__name__)
 LOWER_IS_BETTER = {"mae", "mse", "rmse", "log_loss"}
@@ -139,7 +138,8 @@ def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, rep
              schema_path: str | None = None, data_report_path: str | None = None,
              card_path: str | None = None) -> dict:
     bundle = load_bundle(model_path)
-    records, y_raw, time_index = family(bundle.meta.family).test_inputs(bundle.meta, pd.read_parquet(test_path))
+    test = bundle.family.test_inputs(bundle.meta, pd.read_parquet(test_path))
+    records, y_raw, time_index = test.records, test.truth, test.time_index
     if len(records) == 0:
         raise ValueError(f"the test split holds no complete window or row; nothing to evaluate in {test_path}")
     result: dict = {"n_test": len(records)}
@@ -227,7 +227,7 @@ def model_card(recipe, bundle, records, y_raw, metrics, rules, verdict, schema_p
                                      if "_class_" not in k}, n)
         loss = lambda y, p: float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1))))  # noqa: E731
         predict, y_true = bundle.predict_proba, y_idx
-    if meta.family == "tabular" and meta.task in ("regression", "classification"):
+    if isinstance(records, pd.DataFrame) and meta.task in ("regression", "classification"):  # named columns
         sample = records.sample(min(n, 2000), random_state=0) if n > 2000 else records
         importance = permutation_importance(predict, sample, y_true[records.index.get_indexer(sample.index)], loss)
     return markdown_card(meta, metrics, ci, rules, verdict, data, report, importance, slices)

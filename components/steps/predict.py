@@ -21,7 +21,6 @@ from ..errors import DataError
 from ..storage import atomic_path, expand, is_remote, upload
 
 log = logging.getLogger(__name__)
-TABLE_FAMILIES = ("tabular", "text")
 
 
 def fetch_model(uri: str) -> tuple[Path, str]:
@@ -108,8 +107,9 @@ def predict_batch(model_uri: str, data_uri: str, output_uri: str, chunk_rows: in
     model_dir, version = fetch_model(model_uri)
     bundle = load_bundle(model_dir)
     meta = bundle.meta
-    if meta.family not in TABLE_FAMILIES or meta.task == "detection":
-        raise DataError(f"batch scoring takes table models (tabular, text); {model_uri} is {meta.family} {meta.task}")
+    if not bundle.family.table_records or meta.task == "detection":
+        raise DataError(f"batch scoring takes models whose records are table rows (tabular, text); {model_uri} is "
+                        f"{meta.family} {meta.task}")
     features, target = bundle.feature_names, meta.target
     metrics = RunningMetrics(meta.task, meta.classes)
     rows = 0

@@ -14,7 +14,7 @@ from ..bundle import Bundle, BundleMeta, read_json
 from ..models import build_adapter, get_entry
 from ..recipe import Recipe
 from ..storage import atomic_path
-from ..tasks import family
+from ..tasks import family_for
 from ..tasks.tabular import category_cardinalities
 
 log = logging.getLogger(__name__)
@@ -34,21 +34,21 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
     schema = read_json(schema_path)
     train_df, val_df = pd.read_parquet(train_path), pd.read_parquet(val_path)
     n_classes = len(schema["classes"] or []) or None
+    fam = family_for(recipe)
     adapter = build_adapter(recipe.model.name, recipe.task, n_classes, recipe.model.params, recipe.family,
-                            train=recipe.train, section=recipe.image or recipe.text)
+                            train=recipe.train, section=fam.options(recipe))
     encoding = getattr(adapter, "categorical_encoding", "onehot")
-    transform, X_train, y_train, X_val, y_val, extra = family(recipe.family).fit_inputs(
-        recipe, schema, train_df, val_df, encoding)
+    inputs = fam.fit_inputs(recipe, schema, train_df, val_df, encoding)
     # Facts about the data the model needs beside its params (FT-Transformer's category counts).
-    fit_params = {"cat_cardinalities": category_cardinalities(transform)} if encoding == "ordinal" else {}
+    fit_params = {"cat_cardinalities": category_cardinalities(inputs.transform)} if encoding == "ordinal" else {}
     regression = recipe.task == "regression"
     meta = BundleMeta(
         task=recipe.task, family=recipe.family, target=schema["target"], model_name=recipe.model.name,
         framework=get_entry(recipe.model.name).framework, params=adapter.get_params(), features=schema["features"],
         classes=schema["classes"],
-        target_mean=float(np.mean(y_train)) if regression else 0.0,
-        target_std=float(np.std(y_train) or 1.0) if regression else 1.0,
-        lineage={"recipe_hash": recipe.hash(), "data_hash": schema.get("data_hash", "")}, **extra)
+        target_mean=float(np.mean(inputs.y_train)) if regression else 0.0,
+        target_std=float(np.std(inputs.y_train) or 1.0) if regression else 1.0,
+        lineage={"recipe_hash": recipe.hash(), "data_hash": schema.get("data_hash", "")}, **inputs.meta)
     epochs = recipe.train.epochs
 
     def on_epoch(state: dict) -> None:
@@ -57,23 +57,24 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
         if progress:
             progress(state)
 
+    X_train, X_val = inputs.X_train, inputs.X_val
     log.info("fitting %s on %d samples (input %s), validating on %d", recipe.model.name, len(X_train),
              tuple(X_train.shape[1:]) if hasattr(X_train, "shape") else type(X_train[0]).__name__, len(X_val))
     threads.configure(recipe.train.threads)  # before the first parallel region: torch fixes its pool then
-    adapter.fit(X_train, encode_target(y_train, meta), X_val, encode_target(y_val, meta), recipe.train, on_epoch,
-                **fit_params)
+    adapter.fit(X_train, encode_target(inputs.y_train, meta), X_val, encode_target(inputs.y_val, meta),
+                recipe.train, on_epoch, **fit_params)
     best = min(adapter.history_, key=lambda h: h["val_loss"])
     metrics = {"best_epoch": float(best["epoch"]), "best_val_loss": float(best["val_loss"]),
                "epochs_run": float(len(adapter.history_)), "n_train": float(len(X_train))}
     meta.train_metrics = metrics
-    example = family(recipe.family).test_inputs(meta, val_df)[0][:5]  # raw records, as a client sends them
+    example = fam.test_inputs(meta, val_df).records[:5]  # raw records, as a client sends them
 
     with tempfile.TemporaryDirectory() as tmp:
         curve = plots.learning_curve(adapter.history_, Path(tmp) / "learning_curve.png")
         history = Path(tmp) / "history.json"  # per-epoch metrics, which register logs with step=epoch
         history.write_text(json.dumps(adapter.history_))
         with atomic_path(model_path) as out:
-            Bundle(meta, transform, adapter).save(out, input_example=example,
+            Bundle(meta, inputs.transform, adapter).save(out, input_example=example,
                                                   extra_files={"learning_curve.png": curve, "history.json": history})
         if curve_html_path:
             with atomic_path(curve_html_path) as out:

@@ -1,20 +1,43 @@
-"""Task families. Each module offers the same three functions, so steps and the bundle dispatch
-on ``family`` without knowing how a family reads its data:
+"""Task families: how a kind of data is read, cleaned, split, fed to a model and taken from a
+request (the interface is ``base.Family``). Steps, the bundle and the server call
+``family_for(recipe)`` / ``family(meta.family)`` and never ask which family they hold.
 
-- ``fit_inputs(recipe, schema, train_df, val_df, encoding)`` → transform fitted on train, model
-  inputs and raw targets for train and val, extra bundle metadata;
-- ``model_inputs(meta, transform, records)`` → the float array the adapter takes, from raw records
-  (raises ``InvalidInputError`` on bad records);
-- ``prediction_offset(meta, records)`` → what is added to a de-standardised regression output
-  (time series in delta mode: the window's last value; otherwise 0);
-- ``test_inputs(meta, test_df)`` → raw records for the bundle, true targets, x-axis for plots.
+A new family is one module defining a ``Family`` subclass as ``FAMILY``, plus one row here: its
+name, the recipe section whose presence selects it (None: the default), and its module. Modules
+are imported on first use, so a step imports only the family it runs.
 """
 from __future__ import annotations
 
-from types import ModuleType
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .base import Family
+
+# name → (recipe section that selects it, module)
+FAMILIES: dict[str, tuple[str | None, str]] = {
+    "tabular": (None, "tabular"),
+    "timeseries": ("timeseries", "timeseries"),
+    "image": ("image", "images"),
+    "text": ("text", "text"),
+}
 
 
-def family(name: str) -> ModuleType:
-    from . import images, tabular, text, timeseries
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise KeyError(f"no task family {name!r}; the families are {sorted(FAMILIES)}")
+    return importlib.import_module(f"{__name__}.{FAMILIES[name][1]}").FAMILY
 
-    return {"tabular": tabular, "timeseries": timeseries, "image": images, "text": text}[name]
+
+def family_name(sections_present) -> str:
+    """The family a recipe with these sections belongs to (at most one family section per recipe)."""
+    return next((name for name, (section, _) in FAMILIES.items() if section and section in sections_present),
+                next(name for name, (section, _) in FAMILIES.items() if section is None))
+
+
+def family_for(recipe) -> Family:
+    return family(recipe.family)
+
+
+def family_sections() -> list[str]:
+    return [section for section, _ in FAMILIES.values() if section]

@@ -21,13 +21,15 @@ import logging
 import tarfile
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError, InvalidInputError
+from ..errors import DataError, InvalidInputError, RequestTooLarge
+from .base import Family, FitInputs, TestInputs, one_bytes_input
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -261,33 +263,157 @@ def request_images(records) -> list[np.ndarray]:
     return images
 
 
-def fit_inputs(recipe, schema: dict[str, Any], train_df: pd.DataFrame, val_df: pd.DataFrame, encoding: str):
-    """Decoded images and raw targets; the adapter owns resizing, normalisation and augmentation."""
-    def targets(df):
-        if recipe.task == "classification":
-            return df["label"].astype(str).to_numpy()
-        return [{"boxes": np.asarray(list(b), dtype=np.float32).reshape(-1, 4), "labels": list(lab)}
-                for b, lab in zip(df["boxes"], df["box_labels"])]
-
-    X_train = [decode(b, n) for b, n in zip(train_df["image"], train_df["name"])]
-    X_val = [decode(b, n) for b, n in zip(val_df["image"], val_df["name"])]
-    extra = {"image": {"layout": schema.get("layout", "")}}
-    return None, X_train, targets(train_df), X_val, targets(val_df), extra
+# --- request limits: checked from image headers before anything is decoded ------------------
+@dataclass
+class Limits:
+    max_images: int = 64                  # images per request
+    max_image_pixels: int = 4096 * 4096   # width × height of one image
+    max_request_pixels: int = 4096 * 4096  # all images of one request (about 7 bytes a pixel while decoding)
 
 
-def model_inputs(meta, transform, records) -> list[np.ndarray]:
-    return request_images(records)
+LIMITS = Limits()
 
 
-def prediction_offset(meta, records) -> float:
-    return 0.0
+def configure(max_images: int, max_image_pixels: int, max_request_pixels: int) -> None:
+    """Set the image limits (``python -m serving`` flags)."""
+    from PIL import Image
+
+    LIMITS.max_images, LIMITS.max_image_pixels, LIMITS.max_request_pixels = \
+        max_images, max_image_pixels, max_request_pixels
+    # PIL refuses over twice its own limit at open, before our check can name the size: keep its
+    # limit (89 MP) as the backstop for the decoder, raised where the configured one is higher.
+    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_image_pixels)
 
 
-def test_inputs(meta, test_df: pd.DataFrame):
-    """Encoded images, as a client sends them (the bundle decodes), with the truth."""
-    images = [bytes(b) for b in test_df["image"]]
-    if meta.task == "classification":
-        return images, test_df["label"].astype(str).to_numpy(), None
-    truth = [{"boxes": np.asarray(list(b), dtype=np.float32).reshape(-1, 4), "labels": list(lab)}
-             for b, lab in zip(test_df["boxes"], test_df["box_labels"])]
-    return images, truth, None
+def _looks_encoded(value) -> bool:
+    """Base64 sent as bytes starts with a base64 letter; JPEG/PNG/... signatures do not."""
+    return isinstance(value, bytes) and (value[:1].isalnum() or value[:1] in (b"+", b"/"))
+
+
+def checked_images(items: list) -> list:
+    """Each image's size from its header, against the limits, before anything is decoded.
+
+    Returns the images as bytes; what is not an image is passed on unchanged for the decoder to
+    name. Runs in a worker thread (headers of up to ``max_images`` images).
+    """
+    from PIL import Image
+
+    if len(items) > LIMITS.max_images:
+        raise RequestTooLarge(f"{len(items)} images in one request; at most {LIMITS.max_images} (--max_images)")
+    out, total = [], 0
+    for n, item in enumerate(items):
+        data = item.get("b64", item.get("image")) if isinstance(item, dict) else item
+        if isinstance(data, str):
+            try:
+                data = base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                out.append(item)  # request_images says what is wrong with it
+                continue
+        if not isinstance(data, (bytes, bytearray)):
+            out.append(item)
+            continue
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+        except Image.DecompressionBombError as exc:
+            raise RequestTooLarge(f"instance {n} is refused by the image decoder ({exc}); at most "
+                                  f"{LIMITS.max_image_pixels:,} pixels per image (--max_image_pixels)") from None
+        except Exception:  # not an image: the decoder names it
+            out.append(bytes(data))
+            continue
+        pixels = width * height
+        if pixels > LIMITS.max_image_pixels:
+            raise RequestTooLarge(f"instance {n} is {width}x{height} = {pixels:,} pixels; at most "
+                                  f"{LIMITS.max_image_pixels:,} per image (--max_image_pixels); send it smaller")
+        total += pixels
+        if total > LIMITS.max_request_pixels:
+            raise RequestTooLarge(f"the images up to instance {n} hold {total:,} pixels; at most "
+                                  f"{LIMITS.max_request_pixels:,} per request (--max_request_pixels); send fewer "
+                                  "or smaller images")
+        out.append(bytes(data))
+    return out
+
+
+# --- the family (see components/tasks/base.py) -------------------------------------------------
+
+class ImageFamily(Family):
+    """Encoded images with a class label (ImageFolder) or boxes (YOLO, COCO), as one canonical table."""
+    name = "image"
+    section = "image"
+    split_methods = ("random", "stratified")
+    stacks_rows = False  # one request's images go through the model at a time
+    top_k = 5
+
+    def check_recipe(self, recipe) -> None:
+        if recipe.task == "regression":
+            raise ValueError("image recipes have task 'classification' or 'detection'")
+        if recipe.task == "detection" and recipe.image.layout == "imagefolder":
+            raise ValueError("task 'detection' reads YOLO or COCO data, not image.layout 'imagefolder'")
+        if recipe.split.method not in self.split_methods:
+            raise ValueError("image data splits with method 'random' or 'stratified'")
+
+    def label_column(self, recipe) -> str:
+        return "label"  # the canonical table's
+
+    def read(self, recipe) -> tuple[pd.DataFrame, dict[str, Any]]:
+        import hashlib
+
+        df, classes, layout = read_dataset(recipe.data.uri, recipe.image.layout)
+        digest = hashlib.sha256()
+        for data in df["image"]:
+            digest.update(data)
+        return df, {"files": df["name"].head(20).tolist(), "data_hash": digest.hexdigest()[:16],
+                    "classes": classes, "layout": layout}
+
+    def clean(self, raw, recipe, info):
+        df, schema = clean_images(raw, recipe, info["classes"])
+        return df, {**schema, "layout": info.get("layout", "")}
+
+    def report(self, schema) -> str:
+        return images_markdown(schema)
+
+    def fit_inputs(self, recipe, schema, train_df, val_df, encoding) -> FitInputs:
+        """Decoded images and raw targets; the adapter owns resizing, normalisation and augmentation."""
+        def decoded(df):
+            return [decode(b, n) for b, n in zip(df["image"], df["name"])]
+
+        return FitInputs(X_train=decoded(train_df), y_train=_targets(recipe.task, train_df), X_val=decoded(val_df),
+                         y_val=_targets(recipe.task, val_df), meta={"image": {"layout": schema.get("layout", "")}})
+
+    def model_inputs(self, meta, transform, records) -> list[np.ndarray]:
+        return request_images(records)
+
+    def test_inputs(self, meta, test_df: pd.DataFrame) -> TestInputs:
+        """Encoded images, as a client sends them (the bundle decodes), with the truth."""
+        return TestInputs([bytes(b) for b in test_df["image"]], _targets(meta.task, test_df))
+
+    def input_example(self, meta, records) -> pd.DataFrame:
+        return pd.DataFrame({"image": [base64.b64encode(b).decode() for b in records[:2]]})  # as clients send them
+
+    def v2_records(self, meta, inputs: list) -> list:
+        items = one_bytes_input(inputs, "images")
+        return [v.decode() if _looks_encoded(v) else v for v in items]  # base64 text or raw bytes, both fine
+
+    def bound(self, records) -> list:
+        return checked_images(records)
+
+    def input_types(self, meta) -> list[dict[str, Any]]:
+        return [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+
+    def warmup_records(self, bundle) -> list:
+        from PIL import Image
+
+        size = int(bundle.adapter.params.get("size") or getattr(bundle.adapter, "input_size_", None) or 64)
+        buffer = io.BytesIO()
+        Image.new("RGB", (size, size), (127, 127, 127)).save(buffer, format="PNG")
+        return [buffer.getvalue()]
+
+
+def _targets(task: str, df: pd.DataFrame):
+    if task == "classification":
+        return df["label"].astype(str).to_numpy()
+    return [{"boxes": np.asarray(list(b), dtype=np.float32).reshape(-1, 4), "labels": list(lab)}
+            for b, lab in zip(df["boxes"], df["box_labels"])]
+
+
+FAMILY = ImageFamily()

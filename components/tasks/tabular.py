@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, InvalidInputError
+from .base import Family, FitInputs, TestInputs
+from .table_requests import typical_value, v1_rows, v2_rows
 
 if TYPE_CHECKING:  # annotations only: recipe → check → tabular must not import back
     from ..recipe import Recipe
@@ -740,33 +742,108 @@ def category_cardinalities(transform) -> list[int]:
             for cats in next(step for _, step in pipe.steps if hasattr(step, "categories_")).categories_]
 
 
-# --- the family interface (see components/tasks/__init__.py) ---------------------------------
+# --- the family (see components/tasks/base.py) -------------------------------------------------
 
-def fit_inputs(recipe, schema: dict[str, Any], train_df: pd.DataFrame, val_df: pd.DataFrame, encoding: str):
-    """Fit the feature transform on train; return it with model inputs and raw targets."""
-    features = [f["name"] for f in schema["features"]]
-    transform = build_feature_transform(schema, recipe.preprocess.scaler, encoding).fit(train_df[features])
-    X_train = np.asarray(transform.transform(train_df[features]), dtype=np.float32)
-    X_val = np.asarray(transform.transform(val_df[features]), dtype=np.float32)
-    return transform, X_train, train_df[schema["target"]].to_numpy(), X_val, val_df[schema["target"]].to_numpy(), {}
+class TabularFamily(Family):
+    """Rows of named columns: one or many CSV, JSON or Parquet files, or a glob."""
+    name = "tabular"
+    target_in_header = True
+    table_records = True
+
+    def check_recipe(self, recipe: Recipe) -> None:
+        if recipe.task not in ("regression", "classification"):
+            raise ValueError(f"task {recipe.task!r} needs an image section; tables are for regression or "
+                             "classification")
+        if not recipe.data.target:
+            raise ValueError(f"data.target is required for {self.name} data")
+        if recipe.split.method not in self.split_methods:
+            raise ValueError(f"split.method {recipe.split.method!r} is for time series (add a timeseries section)")
+        if recipe.split.method == "group" and not recipe.split.group_column:
+            raise ValueError("split.method 'group' needs split.group_column")
+
+    def read(self, recipe: Recipe) -> tuple[pd.DataFrame, dict[str, Any]]:
+        from ..storage import content_hash, expand
+
+        paths = expand(recipe.data.uri)
+        log.info("reading %d file(s) from %s", len(paths), recipe.data.uri)
+        read = [read_table(path, recipe.data.format, recipe.data) for path in paths]
+        df = self.combine(paths, [frame for frame, _ in read], recipe)
+        check_flat_columns(df, recipe.data.uri, skip=recipe.data.drop_columns)
+        if recipe.data.sample_rows and recipe.data.sample_rows < len(df):
+            df = self.sample(df, recipe).reset_index(drop=True)
+        return df, {"files": [str(p) for p in paths], "data_hash": content_hash(paths),
+                    **_merge_found([f for _, f in read])}
+
+    def combine(self, paths: list[Path], frames: list[pd.DataFrame], recipe: Recipe) -> pd.DataFrame:
+        return concat_tables(paths, frames)
+
+    def sample(self, df: pd.DataFrame, recipe: Recipe) -> pd.DataFrame:
+        return df.sample(n=recipe.data.sample_rows, random_state=recipe.split.seed)
+
+    def clean(self, raw: pd.DataFrame, recipe: Recipe, info: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+        df, schema = clean_table(raw, recipe, source=info.get("source", "data"))
+        # What load learnt reading the file, for the report: its CSV dialect, missing values as read.
+        schema.update({k: info[k] for k in ("csv", "missing_as_read") if k in info})
+        return df, schema
+
+    def report(self, schema: dict[str, Any]) -> str:
+        return schema_markdown(schema)
+
+    def fit_inputs(self, recipe, schema, train_df, val_df, encoding) -> FitInputs:
+        """The feature transform fitted on train; model inputs and raw targets."""
+        features = [f["name"] for f in schema["features"]]
+        transform = build_feature_transform(schema, recipe.preprocess.scaler, encoding).fit(train_df[features])
+        return FitInputs(X_train=np.asarray(transform.transform(train_df[features]), dtype=np.float32),
+                         y_train=train_df[schema["target"]].to_numpy(),
+                         X_val=np.asarray(transform.transform(val_df[features]), dtype=np.float32),
+                         y_val=val_df[schema["target"]].to_numpy(), transform=transform)
+
+    def model_inputs(self, meta, transform, records) -> np.ndarray:
+        frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(records)
+        if frame.empty:
+            raise InvalidInputError(f"no records given; expected at least one with features "
+                                    f"{[f['name'] for f in meta.features]}")
+        frame = coerce_features(frame, meta.features)
+        # The fitted parts one after another, as ColumnTransformer.transform would, minus its joblib
+        # dispatch, which costs more than the work itself on a one-row request.
+        parts = [pipe.transform(frame[cols]) for _, pipe, cols in transform.transformers_
+                 if pipe != "drop" and len(cols)]
+        return np.hstack(parts).astype(np.float32)
+
+    def test_inputs(self, meta, test_df: pd.DataFrame) -> TestInputs:
+        return TestInputs(test_df[[f["name"] for f in meta.features]], test_df[meta.target].to_numpy())
+
+    def input_example(self, meta, records) -> pd.DataFrame:
+        return records[[f["name"] for f in meta.features]].reset_index(drop=True)
+
+    def category_levels(self, transform) -> dict[str, frozenset[str]]:
+        return known_categories(transform)
+
+    def v1_records(self, meta, instances: list) -> pd.DataFrame:
+        return v1_rows(meta.features, instances)
+
+    def v2_records(self, meta, inputs: list) -> pd.DataFrame:
+        return v2_rows(meta.features, inputs)
+
+    def input_types(self, meta) -> list[dict[str, Any]]:
+        return [{"name": f["name"], "datatype": "FP64" if f.get("kind") == "numeric" else "BYTES", "shape": [-1]}
+                for f in meta.features]
+
+    def warmup_records(self, bundle) -> pd.DataFrame:
+        return pd.DataFrame([{f["name"]: typical_value(f) for f in bundle.meta.features}])
 
 
-def model_inputs(meta, transform, records) -> np.ndarray:
-    frame = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(records)
-    names = [f["name"] for f in meta.features]
-    if frame.empty:
-        raise InvalidInputError(f"no records given; expected at least one with features {names}")
-    frame = coerce_features(frame, meta.features)
-    # The fitted parts one after another, as ColumnTransformer.transform would, minus its joblib
-    # dispatch, which costs more than the work itself on a one-row request.
-    parts = [pipe.transform(frame[cols]) for _, pipe, cols in transform.transformers_ if pipe != "drop" and len(cols)]
-    return np.hstack(parts).astype(np.float32)
+def _merge_found(found: list[dict]) -> dict:
+    """What reading each file taught (CSV dialect, missing values per column), once for the table."""
+    missing: dict[str, int] = {}
+    for f in found:
+        for col, n in f.get("missing_as_read", {}).items():
+            missing[col] = missing.get(col, 0) + n
+    out: dict = {"missing_as_read": missing}
+    dialects = [f["csv"] for f in found if "csv" in f]
+    if dialects:
+        out["csv"] = dialects[0]
+    return out
 
 
-def prediction_offset(meta, records) -> float:
-    return 0.0
-
-
-def test_inputs(meta, test_df: pd.DataFrame):
-    """What evaluate feeds the bundle, the true targets, and the x-axis for plots."""
-    return test_df[[f["name"] for f in meta.features]], test_df[meta.target].to_numpy(), None
+FAMILY = TabularFamily()

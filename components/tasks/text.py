@@ -9,7 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import DataError, InvalidInputError
+from ..errors import DataError, InvalidInputError, RequestTooLarge
+from .base import FitInputs, TestInputs, one_bytes_input
+from .tabular import TabularFamily
 
 
 def clean_text(df: pd.DataFrame, recipe, source: str = "data") -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -62,21 +64,56 @@ def request_texts(records, column: str = "text") -> list[str]:
     return texts
 
 
-def fit_inputs(recipe, schema: dict[str, Any], train_df: pd.DataFrame, val_df: pd.DataFrame, encoding: str):
-    column, target = recipe.text.text_column, schema["target"]
-    extra = {"text": {"text_column": column, "max_length": recipe.text.max_length}}
-    return (None, train_df[column].tolist(), train_df[target].to_numpy(), val_df[column].tolist(),
-            val_df[target].to_numpy(), extra)
+class TextFamily(TabularFamily):
+    """A text column and a label column, read as a table; the model's own tokenizer does the rest."""
+    name = "text"
+    section = "text"
+    stacks_rows = False  # one request's texts go through the model at a time
+    top_k = 5
+    max_items = 256      # texts per request
+
+    def check_recipe(self, recipe) -> None:
+        if recipe.task != "classification":
+            raise ValueError("text recipes have task 'classification'")
+        super().check_recipe(recipe)
+
+    def clean(self, raw, recipe, info):
+        return clean_text(raw, recipe, info.get("source", "data"))
+
+    def report(self, schema) -> str:
+        return text_markdown(schema)
+
+    def fit_inputs(self, recipe, schema, train_df, val_df, encoding) -> FitInputs:
+        column, target = recipe.text.text_column, schema["target"]
+        return FitInputs(X_train=train_df[column].tolist(), y_train=train_df[target].to_numpy(),
+                         X_val=val_df[column].tolist(), y_val=val_df[target].to_numpy(),
+                         meta={"text": {"text_column": column, "max_length": recipe.text.max_length}})
+
+    def model_inputs(self, meta, transform, records) -> list[str]:
+        return request_texts(records, meta.features[0]["name"])
+
+    def test_inputs(self, meta, test_df: pd.DataFrame) -> TestInputs:
+        return TestInputs(test_df[meta.features[0]["name"]].tolist(), test_df[meta.target].to_numpy())
+
+    def category_levels(self, transform) -> dict[str, frozenset[str]]:
+        return {}
+
+    def v1_records(self, meta, instances: list) -> list:
+        return instances
+
+    def v2_records(self, meta, inputs: list) -> list:
+        return [v.decode() if isinstance(v, bytes) else v for v in one_bytes_input(inputs, "texts")]
+
+    def bound(self, records) -> list:
+        if len(records) > self.max_items:
+            raise RequestTooLarge(f"{len(records)} texts in one request; at most {self.max_items}")
+        return records
+
+    def input_types(self, meta) -> list[dict[str, Any]]:
+        return [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+
+    def warmup_records(self, bundle) -> list[str]:
+        return ["a short warm-up text"]
 
 
-def model_inputs(meta, transform, records) -> list[str]:
-    return request_texts(records, meta.features[0]["name"])
-
-
-def prediction_offset(meta, records) -> float:
-    return 0.0
-
-
-def test_inputs(meta, test_df: pd.DataFrame):
-    column = meta.features[0]["name"]
-    return test_df[column].tolist(), test_df[meta.target].to_numpy(), None
+FAMILY = TextFamily()

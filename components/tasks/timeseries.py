@@ -16,6 +16,9 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import DataError, InvalidInputError
+from .base import FLOAT32_MAX, FitInputs, TestInputs, has_bool
+from .table_requests import as_numpy, typical_value
+from .tabular import TabularFamily, _stats
 
 
 # --- reading channels ------------------------------------------------------------------------
@@ -43,8 +46,6 @@ def read_channels(paths: list[Path], frames: list[pd.DataFrame], timestamp: str 
 
 def clean_series(df: pd.DataFrame, recipe, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Sort by time, make channels numeric, fill gaps by interpolation; describe it as a schema."""
-    from .tabular import _stats
-
     spec = recipe.timeseries
     rows_in = len(df)
     if df.empty:
@@ -185,52 +186,155 @@ def check_windows(records: Any, n_channels: int, context_len: int) -> np.ndarray
     return X
 
 
-# --- the family interface (see components/tasks/__init__.py) ---------------------------------
-
-def fit_inputs(recipe, schema: dict[str, Any], train_df: pd.DataFrame, val_df: pd.DataFrame, encoding: str):
-    """Scaler fitted on the train segment; windows of train and val; labels by the fitted rule."""
-    spec = recipe.timeseries
-    inputs = [f["name"] for f in schema["features"]]
-    delta = recipe.task == "regression" and spec.target_mode == "delta"
-    series = {"context_len": spec.context_len, "label_offset": spec.label_offset,
-              "label_source_channel": spec.label_source_channel, "group_column": spec.group_column,
-              "channels": schema["channels"], "target_mode": "delta" if delta else "level"}
-    scaler = ChannelScaler().fit(train_df[inputs].to_numpy(np.float32))
-    X_train, y_train, _ = segment_windows(train_df, series, inputs, None)
-    X_val, y_val, _ = segment_windows(val_df, series, inputs, None)
-    if len(X_train) == 0 or len(X_val) == 0:
-        raise DataError(f"the train or val segment ({len(train_df)} / {len(val_df)} rows) is shorter than one "
-                        f"window ({spec.context_len} + {spec.label_offset} rows); use more data or a shorter window")
-    rule = LabelRule(spec.label_rule, spec.threshold).fit(y_train)
-    if recipe.task == "classification":
-        y_train, y_val = rule.apply(y_train).astype(str), rule.apply(y_val).astype(str)
-    series.update(label_rule=rule.kind, threshold=rule.threshold)
-    if delta:
-        y_train, y_val = y_train - last_label_value(series, inputs, X_train), y_val - last_label_value(series, inputs, X_val)
-    return (scaler, scaler.transform(X_train).astype(np.float32), y_train, scaler.transform(X_val).astype(np.float32),
-            y_val, {"series": series})
-
-
 def last_label_value(series: dict[str, Any], input_names: list[str], raw_windows: np.ndarray) -> np.ndarray:
     return np.asarray(raw_windows, dtype=np.float64)[:, input_names.index(series["label_source_channel"]), -1]
 
 
-def model_inputs(meta, transform, records) -> np.ndarray:
-    X = check_windows(records, len(meta.features), meta.series["context_len"])
-    return transform.transform(X).astype(np.float32)
+def check_window_values(windows, where: str) -> None:
+    """Numbers only (no true/false), each finite and within float32's range; the shape is checked later."""
+    if has_bool(windows):
+        raise InvalidInputError(f"{where} must hold numbers, got true/false")
+    try:
+        values = np.asarray(windows, dtype=np.float64)
+    except (TypeError, ValueError):
+        return  # ragged or not numbers: check_windows says which window and what shape it expects
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(values) <= FLOAT32_MAX) & ~np.isnan(values)
+    if bad.any():
+        index = [int(i) for i in np.argwhere(bad)[0]]
+        raise InvalidInputError(f"{where}: value {values[tuple(index)]!r} at {index} must be finite and within "
+                                f"±{FLOAT32_MAX:.3g}")
 
 
-def prediction_offset(meta, records) -> np.ndarray | float:
-    """delta mode: the model predicts the change from the window's last label value; add it back."""
-    if meta.series.get("target_mode") != "delta":
-        return 0.0
-    X = check_windows(records, len(meta.features), meta.series["context_len"])
-    return last_label_value(meta.series, [f["name"] for f in meta.features], X)
+def fold_parts(n: int, recipe) -> list[dict[str, np.ndarray]]:
+    """Rolling split: expanding folds, each with train, val and test row indices; the pipeline trains
+    on the last, the backtest step on every one."""
+    spec = recipe.split
+    folds = rolling_folds(n, spec.folds, int(round(spec.val * n)), int(round(spec.test * n / spec.folds)))
+    return [{part: np.arange(*fold[part]) for part in ("train", "val", "test")} for fold in folds]
 
 
-def test_inputs(meta, test_df: pd.DataFrame):
-    s = meta.series
-    X, y, rows = segment_windows(test_df, s, [f["name"] for f in meta.features], None)
-    if s["label_rule"] != "value":
-        y = LabelRule(s["label_rule"], s["threshold"]).apply(y).astype(str)
-    return X, y, rows
+# --- the family (see components/tasks/base.py) -------------------------------------------------
+
+class TimeSeriesFamily(TabularFamily):
+    """Channels over time, read as tables (one wide file, or one file per channel), fed as windows."""
+    name = "timeseries"
+    section = "timeseries"
+    split_methods = ("time", "rolling", "group")
+    table_records = False  # a record is a window of rows
+
+    def check_recipe(self, recipe) -> None:
+        spec = recipe.timeseries
+        if recipe.task == "detection":
+            raise ValueError("task 'detection' needs an image section (YOLO or COCO data)")
+        if recipe.split.method not in self.split_methods:
+            raise ValueError("time series split with method 'time', 'rolling' or 'group'")
+        if (spec.label_rule == "value") != (recipe.task == "regression"):
+            raise ValueError(f"timeseries.label_rule {spec.label_rule!r} does not fit task {recipe.task!r} "
+                             "('value' for regression, nonzero/gt/lt/quantile for classification)")
+        if recipe.split.method == "group" and not spec.group_column:
+            raise ValueError("a time-series group split needs timeseries.group_column")
+
+    def combine(self, paths, frames, recipe) -> pd.DataFrame:
+        return read_channels(paths, frames, recipe.timeseries.timestamp_column)
+
+    def sample(self, df: pd.DataFrame, recipe) -> pd.DataFrame:
+        return df.tail(recipe.data.sample_rows)  # the latest rows, in time order
+
+    def clean(self, raw, recipe, info):
+        return clean_series(raw, recipe, source=info.get("source", "data"))
+
+    def split_indices(self, df: pd.DataFrame, recipe):
+        """Time order kept: contiguous segments (time), the last expanding fold (rolling), or whole series (group)."""
+        from .splits import split_indices
+
+        spec, n = recipe.split, len(df)
+        if spec.method == "group":
+            grouped = recipe.model_copy(update={"split": spec.model_copy(
+                update={"group_column": recipe.timeseries.group_column})})
+            return tuple(np.sort(part) for part in split_indices(df, grouped, None))
+        if spec.method == "rolling":
+            last = fold_parts(n, recipe)[-1]
+            return last["train"], last["val"], last["test"]
+        return tuple(np.arange(n)[seg] for seg in time_segments(n, (spec.train, spec.val, spec.test)))
+
+    def fit_inputs(self, recipe, schema, train_df, val_df, encoding) -> FitInputs:
+        """Scaler fitted on the train segment; windows of train and val; labels by the fitted rule."""
+        spec = recipe.timeseries
+        inputs = [f["name"] for f in schema["features"]]
+        delta = recipe.task == "regression" and spec.target_mode == "delta"
+        series = {"context_len": spec.context_len, "label_offset": spec.label_offset,
+                  "label_source_channel": spec.label_source_channel, "group_column": spec.group_column,
+                  "channels": schema["channels"], "target_mode": "delta" if delta else "level"}
+        scaler = ChannelScaler().fit(train_df[inputs].to_numpy(np.float32))
+        X_train, y_train, _ = segment_windows(train_df, series, inputs, None)
+        X_val, y_val, _ = segment_windows(val_df, series, inputs, None)
+        if len(X_train) == 0 or len(X_val) == 0:
+            raise DataError(f"the train or val segment ({len(train_df)} / {len(val_df)} rows) is shorter than one "
+                            f"window ({spec.context_len} + {spec.label_offset} rows); use more data or a shorter "
+                            "window")
+        rule = LabelRule(spec.label_rule, spec.threshold).fit(y_train)
+        if recipe.task == "classification":
+            y_train, y_val = rule.apply(y_train).astype(str), rule.apply(y_val).astype(str)
+        series.update(label_rule=rule.kind, threshold=rule.threshold)
+        if delta:
+            y_train = y_train - last_label_value(series, inputs, X_train)
+            y_val = y_val - last_label_value(series, inputs, X_val)
+        return FitInputs(X_train=scaler.transform(X_train).astype(np.float32), y_train=y_train,
+                         X_val=scaler.transform(X_val).astype(np.float32), y_val=y_val, transform=scaler,
+                         meta={"series": series})
+
+    def model_inputs(self, meta, transform, records) -> np.ndarray:
+        X = check_windows(records, len(meta.features), meta.series["context_len"])
+        return transform.transform(X).astype(np.float32)
+
+    def prediction_offset(self, meta, records) -> np.ndarray | float:
+        """delta mode: the model predicts the change from the window's last label value; add it back."""
+        if meta.series.get("target_mode") != "delta":
+            return 0.0
+        X = check_windows(records, len(meta.features), meta.series["context_len"])
+        return last_label_value(meta.series, [f["name"] for f in meta.features], X)
+
+    def test_inputs(self, meta, test_df: pd.DataFrame) -> TestInputs:
+        s = meta.series
+        X, y, rows = segment_windows(test_df, s, [f["name"] for f in meta.features], None)
+        if s["label_rule"] != "value":
+            y = LabelRule(s["label_rule"], s["threshold"]).apply(y).astype(str)
+        return TestInputs(X, y, rows)
+
+    def input_example(self, meta, records) -> pd.DataFrame:
+        return pd.DataFrame({"window": [w.tolist() for w in records]})  # MLflow keeps one [C][L] list per row
+
+    def frame_records(self, meta, frame: pd.DataFrame):
+        if "window" not in frame:
+            return frame
+        return [np.asarray(w.tolist() if hasattr(w, "tolist") else w, dtype=np.float32).tolist()
+                for w in frame["window"]]  # pyfunc hands windows over as a "window" column
+
+    def category_levels(self, transform) -> dict[str, frozenset[str]]:
+        return {}
+
+    def v1_records(self, meta, instances: list):
+        check_window_values(instances, "instances")
+        return instances  # windows [C][L]; model_inputs checks their shape
+
+    def v2_records(self, meta, inputs: list):
+        if len(inputs) != 1:
+            raise InvalidInputError(f"expected one input, a tensor of windows [n, {len(meta.features)}, "
+                                    f"{meta.series['context_len']}]; got {len(inputs)} inputs")
+        inp = inputs[0]
+        if inp.datatype in ("BOOL", "BYTES") or has_bool(inp.data):
+            raise InvalidInputError(f"input {inp.name!r} must hold numbers (FP32/FP64/INT*), not "
+                                    f"{'booleans' if inp.datatype != 'BYTES' else 'BYTES'}")
+        windows = as_numpy(inp)
+        check_window_values(windows, f"input {inp.name!r}")
+        return windows
+
+    def input_types(self, meta) -> list[dict[str, Any]]:
+        return [{"name": "window", "datatype": "FP32", "shape": [-1, len(meta.features), meta.series["context_len"]]}]
+
+    def warmup_records(self, bundle) -> list:
+        return [[[typical_value(f)] * bundle.meta.series["context_len"] for f in bundle.meta.features]]
+
+
+FAMILY = TimeSeriesFamily()

@@ -122,11 +122,11 @@ def sunspots(python, tmp_path_factory):
 
 
 def test_time_series_windows_over_v1_and_v2(sunspots):
-    from components.tasks.timeseries import test_inputs
+    from components.tasks import family
 
     url, p = sunspots
     bundle = load_bundle(p["model"])
-    X, _, _ = test_inputs(bundle.meta, pd.read_parquet(p["test.parquet"]))
+    X = family("timeseries").test_inputs(bundle.meta, pd.read_parquet(p["test.parquet"])).records
     X = np.asarray(X[:4])
     expected = bundle.predict_proba(X)[:, 1]
     v1 = requests.post(f"{url}/v1/models/sun:predict", json={"instances": X.tolist()}).json()

@@ -60,13 +60,13 @@ def test_channel_files_are_stacked_and_windows_never_cross_a_split(tmp_path):
     assert sizes == {"train": 142, "val": 20, "test": 41}
     quarters = [pd.read_parquet(p)["quarter"] for p in parts]
     assert quarters[0].iloc[-1] < quarters[1].iloc[0] and quarters[1].iloc[-1] < quarters[2].iloc[0], "time order"
-    from components.tasks.timeseries import fit_inputs
+    from components.tasks import family_for
 
     train_df, val_df = pd.read_parquet(parts[0]), pd.read_parquet(parts[1])
-    scaler, X_train, y_train, X_val, _, extra = fit_inputs(recipe, schema, train_df, val_df, "onehot")
-    assert X_train.shape == (142 - 6, 4, 6) and X_val.shape == (20 - 6, 4, 6)
-    np.testing.assert_allclose(scaler.mean_, train_df[schema["channels"]].mean().to_numpy(), rtol=1e-5)
-    assert extra["series"]["target_mode"] == "delta"
+    inputs = family_for(recipe).fit_inputs(recipe, schema, train_df, val_df, "onehot")
+    assert inputs.X_train.shape == (142 - 6, 4, 6) and inputs.X_val.shape == (20 - 6, 4, 6)
+    np.testing.assert_allclose(inputs.transform.mean_, train_df[schema["channels"]].mean().to_numpy(), rtol=1e-5)
+    assert inputs.meta["series"]["target_mode"] == "delta"
 
 
 @pytest.mark.parametrize("setup,match", [
