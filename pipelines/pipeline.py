@@ -101,6 +101,15 @@ def _local_data_fingerprint(uri: str) -> str | None:
         return None
 
 
+def _model_cacheable(recipe: Recipe) -> bool:
+    """Whether a finished train step may be reused: an adapter whose code comes from outside (the external
+    model's git ``ref``) says so per params; every other model is decided by its inputs alone."""
+    from components.models import get_entry
+
+    cacheable = getattr(get_entry(recipe.model.name).builder, "cacheable", None)
+    return cacheable is None or cacheable(recipe.model.params)
+
+
 def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
     steps = SimpleNamespace(**build_components(cluster.image_registry, cluster.image_tag))
 
@@ -144,6 +153,8 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
                                   schema=prep.outputs["schema"],
                                   **({"tuned_params": tune.outputs["Output"]} if tune else {})).set_display_name("train")
         _place_on_gpu(train, cluster)
+        if not _model_cacheable(recipe):
+            train.set_caching_options(False)  # code from a git branch, which may have moved since a cached run
         if recipe.split.method == "rolling":  # every fold trained and scored, beside the final model
             backtest = steps.backtest_model(recipe_json=view["backtest"], clean=prep.outputs["clean"],
                                             schema=prep.outputs["schema"]).set_display_name("backtest")

@@ -43,7 +43,8 @@ def parameters(entry) -> list[tuple[str, str, str, str]]:
         rows = []
         for name, field in schema.model_fields.items():
             default = entry.defaults.get(name, field.get_default(call_default_factory=True))
-            rows.append((name, _type_name(field.annotation), repr(default), _allowed(field)))
+            shown = "(required)" if field.is_required() and name not in entry.defaults else repr(default)
+            rows.append((name, _type_name(field.annotation), shown, _allowed(field)))
         return rows
     make = getattr(entry.builder, "_make", None)
     if make is None:
