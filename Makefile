@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 RECIPE ?= pipelines/recipes/california-housing.yaml
 
-.PHONY: setup run test test-fast bench compile models stop clean
+.PHONY: setup run test test-heavy test-fast bench compile models stop clean
 
 setup: $(VENV)/.installed
 
@@ -20,8 +20,11 @@ $(VENV)/.installed: pyproject.toml
 run: setup           ## the default recipe through the whole DAG locally, ending with a served model
 	$(BIN)/python pipelines/submit.py --recipe $(RECIPE)
 
-test: setup          ## unit, integration (real local services) and end-to-end tests
-	$(BIN)/python -m pytest -q --durations=15
+test: setup          ## unit, integration (real local services) and end-to-end tests (~12 min on 2 cores)
+	$(BIN)/python -m pytest -q --durations=15 -m "not heavy"
+
+test-heavy: setup    ## whole-DAG checks of minutes: every image/text family, each recipe field, each data trait (CI)
+	$(BIN)/python -m pytest -q --durations=10 -m heavy
 
 test-fast: setup     ## unit tests only, without the ones marked slow (under a minute)
 	$(BIN)/python -m pytest -q tests/unit -m "not slow"

@@ -4,8 +4,10 @@ V1  ``POST /v1/models/<m>:predict``  ``{"instances": [{"col": value, ...}, ...]}
     feature order; for time series one window [C][L] per instance) → ``{"predictions": [...]}``.
 V2  ``POST /v2/models/<m>/infer``    one input per feature column, each of shape [n]; for time
     series one input of shape [n, C, L].
-The bundle's task family reads the records (``components/tasks``); families whose rows stack go
-through a micro-batcher, the others (images, texts: one BYTES input) through ``media.py``.
+KServe's stages: ``preprocess`` decodes (the bundle's task family reads the records, see
+``components/tasks``), ``predict`` makes one model call (rows of concurrent requests stacked by a
+micro-batcher, or images and texts one request at a time through ``media.py``), ``postprocess``
+encodes the V1 or V2 answer with the model version and the time each stage took.
 Bad requests raise ``InvalidInput`` (HTTP 400) naming what was wrong; the server keeps serving.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +36,19 @@ from .batching import MicroBatcher
 
 log = logging.getLogger(__name__)
 MAX_INSTANCES = 100_000
+
+
+@dataclass
+class Request:
+    """One request between KServe's stages."""
+    v2: InferRequest | None  # the V2 request (its id answers), None for V1
+    records: Any             # as the family decoded them
+    started: float
+    decoded: float
+    predicted: float = 0.0
+    answers: Any = None      # the bundle's frame (rows) or the media answers
+    unseen: dict = field(default_factory=dict)
+    timings_ms: dict = field(default_factory=dict)
 
 
 class PredictionTimeout(RuntimeError):
@@ -123,45 +139,52 @@ class BundlePredictor(Model):
             log.exception("prediction failed")
             raise InferenceError(f"prediction failed: {exc}") from None
 
-    async def _predict_frame(self, records) -> pd.DataFrame:
-        with self._errors():
-            return await asyncio.wait_for(self.batcher.submit(records, len(records)), self.timeout_s)
-
-    async def _predict_media(self, payload):
-        with self._errors():
-            answers, timings = await self.media.answer(self._records(payload))
-        if isinstance(payload, InferRequest):
-            return InferResponse(model_name=self.name, infer_outputs=self.media.v2_outputs(answers),
-                                 response_id=payload.id or str(uuid.uuid4()),
-                                 parameters={f"{k}_ms": v for k, v in timings.items()})
-        return {"predictions": answers, "timings_ms": timings}
-
-    async def predict(self, payload, headers=None, response_headers=None):
-        if self.media is not None:
-            return self._versioned(await self._predict_media(payload))
+    # --- KServe's three stages: decode, answer, encode -------------------------------------------
+    def preprocess(self, payload, headers=None) -> Request:
+        """Decode: the family reads the records of a V1 or V2 request."""
         started = time.perf_counter()
         with self._errors():
             records = self._records(payload)
-        parsed = time.perf_counter()
-        unseen = self._unseen(records)
-        out = await self._predict_frame(records)
-        predicted = time.perf_counter()
-        numbers = out.select_dtypes("number").to_numpy(np.float64)
-        if numbers.size and not np.isfinite(numbers).all():  # never NaN/inf (JSON null) in an answer
-            metrics.ERRORS.labels(self.name, "invalid_input").inc()
-            raise InvalidInput(self._no_finite_answer(records, int(np.flatnonzero(~np.isfinite(numbers).all(1))[0])))
-        answer = self._v2_outputs(out) if isinstance(payload, InferRequest) else self._v1_predictions(out)
-        timings = {"preprocess": parsed - started, "inference": predicted - parsed,
-                   "postprocess": time.perf_counter() - predicted}
-        timings_ms = {k: round(v * 1000, 3) for k, v in timings.items()}
-        if isinstance(payload, InferRequest):
-            return self._versioned(InferResponse(model_name=self.name, infer_outputs=answer,
-                                                 response_id=payload.id or str(uuid.uuid4()),
-                                                 parameters={**{f"{k}_ms": v for k, v in timings_ms.items()},
-                                                             **({"unseen_categories": json.dumps(unseen)} if unseen
-                                                                else {})}))
-        return self._versioned({"predictions": answer, "timings_ms": timings_ms,
-                                **({"unseen_categories": unseen} if unseen else {})})
+        return Request(payload if isinstance(payload, InferRequest) else None, records, started, time.perf_counter())
+
+    def validate(self, payload):
+        return payload  # decoded and checked by preprocess (KServe's check looks at raw V1/V2 bodies)
+
+    async def predict(self, request: Request, headers=None, response_headers=None) -> Request:
+        """One model call: rows stacked with other requests' (micro-batcher), or one request at a time."""
+        with self._errors():
+            if self.media is not None:
+                request.answers, request.timings_ms = await self.media.answer(request.records)
+            else:
+                request.unseen = self._unseen(request.records)
+                request.answers = await asyncio.wait_for(self.batcher.submit(request.records, len(request.records)),
+                                                         self.timeout_s)
+        request.predicted = time.perf_counter()
+        return request
+
+    def postprocess(self, request: Request, headers=None, response_headers=None):
+        """Encode: the V1 or V2 answer, with the version that gave it and where the time went."""
+        if self.media is not None:
+            timings_ms, extra = request.timings_ms, {}
+            outputs = self.media.v2_outputs(request.answers) if request.v2 else request.answers
+        else:
+            out = request.answers
+            numbers = out.select_dtypes("number").to_numpy(np.float64)
+            if numbers.size and not np.isfinite(numbers).all():  # never NaN/inf (JSON null) in an answer
+                metrics.ERRORS.labels(self.name, "invalid_input").inc()
+                raise InvalidInput(self._no_finite_answer(request.records,
+                                                          int(np.flatnonzero(~np.isfinite(numbers).all(1))[0])))
+            outputs = self._v2_outputs(out) if request.v2 else self._v1_predictions(out)
+            timings_ms = {k: round(v * 1000, 3) for k, v in (("preprocess", request.decoded - request.started),
+                                                             ("inference", request.predicted - request.decoded),
+                                                             ("postprocess", time.perf_counter() - request.predicted))}
+            extra = {"unseen_categories": request.unseen} if request.unseen else {}
+        if request.v2:
+            return InferResponse(model_name=self.name, infer_outputs=outputs, model_version=self.version or None,
+                                 response_id=request.v2.id or str(uuid.uuid4()),
+                                 parameters={**{f"{k}_ms": v for k, v in timings_ms.items()},
+                                             **{k: json.dumps(v) for k, v in extra.items()}})
+        return {"predictions": outputs, "timings_ms": timings_ms, **extra, "model_version": self.version}
 
     def _unseen(self, records) -> dict:
         """Categories the model never saw: counted per column and flagged in the answer, not silently
@@ -172,13 +195,6 @@ class BundlePredictor(Model):
         for column, seen in found.items():
             metrics.UNSEEN.labels(self.name, column).inc(seen["count"])
         return found
-
-    def _versioned(self, answer):
-        """Every answer names the version that gave it."""
-        if isinstance(answer, InferResponse):
-            answer.model_version = self.version or None
-            return answer
-        return {**answer, "model_version": self.version}
 
     # --- what the server says about itself (V2 model metadata) ------------------------------
     def get_input_types(self) -> list[dict]:

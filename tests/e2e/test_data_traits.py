@@ -10,7 +10,7 @@ from components.steps.deploy import stop_local_server
 from components.tasks.tabular import known_categories
 from tests.e2e.test_pipeline import run_and_check_served, shipped_recipe
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy]
 
 
 @pytest.mark.parametrize("recipe_name,check", [

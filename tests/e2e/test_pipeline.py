@@ -110,6 +110,7 @@ def test_time_series_recipes_end_to_end(recipe_name, overrides, tmp_path, monkey
         stop_local_server(name)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("recipe_name,overrides", [
     ("digits-timm", ["train.epochs=3", "evaluate.gate=['accuracy >= 0.2']"]),
     ("digits-vit", ["train.epochs=2", "evaluate.gate=['accuracy >= 0.12']"]),

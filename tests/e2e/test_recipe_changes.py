@@ -11,7 +11,7 @@ from components.bundle import load_bundle
 from components.recipe import Recipe
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.heavy]
 
 CACHEABLE = {"resolve", "load", "preprocess", "split", "train", "evaluate"}
 TASK_DIRS = {"load": "load-data", "preprocess": "preprocess-data", "split": "split-data", "train": "train-model",

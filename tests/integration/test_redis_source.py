@@ -185,6 +185,7 @@ def test_the_fingerprint_follows_the_data_and_unread_data_is_never_cached(r, tmp
 
 
 @pytest.mark.e2e
+@pytest.mark.heavy
 def test_submit_trains_from_redis_and_changed_data_reruns_load(r, tmp_path):
     rows = pd.read_parquet(DATA / "california_housing.parquet").head(3000).to_dict("records")
     r.rpush("housing", *(json.dumps(row) for row in rows))

@@ -201,9 +201,10 @@ def test_a_slow_prediction_times_out_with_504_and_the_server_keeps_answering(reg
 
     async def scenario():
         with pytest.raises(PredictionTimeout, match="did not answer within"):
-            await predictor.predict({"instances": frame.to_dict("records")})
+            await predictor({"instances": frame.to_dict("records")})  # KServe's stages, as the server calls them
         predictor.timeout_s = 30
-        return await predictor.predict({"instances": frame.to_dict("records")})
+        answer, _headers = await predictor({"instances": frame.to_dict("records")})
+        return answer
 
     answer = asyncio.run(scenario())
     np.testing.assert_allclose(answer["predictions"], load_bundle(p["model"]).predict(frame), rtol=1e-6)
