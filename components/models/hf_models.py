@@ -45,7 +45,7 @@ class HFClassifier(Adapter):
     modality = "image"
     Params = HFParams
     train_options = TRAINER_OPTIONS | {"grad_clip"}  # Trainer's optimizer is AdamW, its schedule linear decay
-    fitted_config = ("input_size",)
+    fitted_config = ("input_size", "image_mean", "image_std")  # the preprocessing, fixed when the net is built
 
     # --- model and inputs ------------------------------------------------------------------
     def _source(self) -> str | None:
@@ -74,7 +74,25 @@ class HFClassifier(Adapter):
             net = auto.from_config(AutoConfig.for_model(model_type, **overrides, **labels))
         if self.modality == "image":
             self.input_size_ = int(self.params.get("size") or getattr(net.config, "image_size", 224))
+            if directory is None:  # a bundle carries them in its config.json
+                self.image_mean_, self.image_std_ = self._normalisation(source)
         return net
+
+    def _normalisation(self, source: str | None) -> tuple[list[float], list[float]]:
+        """Mean and std of the checkpoint's own image processor; a model built from its config takes
+        its model type's processor defaults (ViT, DeiT, ConvNeXt: 0.5), as a fresh processor would."""
+        import transformers
+        from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+
+        if source:
+            processor = transformers.AutoImageProcessor.from_pretrained(source, local_files_only=self._local_only(None))
+        else:
+            names = IMAGE_PROCESSOR_MAPPING_NAMES.get(self.params["config"].get("model_type"))
+            name = names.get("torchvision") if isinstance(names, dict) else names[0] if isinstance(names, tuple) \
+                else names
+            processor = getattr(transformers, name)() if name and hasattr(transformers, name) else None
+        mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
+        return [float(v) for v in (mean or [0.5] * 3)], [float(v) for v in (std or [0.5] * 3)]
 
     def _tokenizer(self, directory: str | None = None):
         from transformers import AutoTokenizer
@@ -88,10 +106,18 @@ class HFClassifier(Adapter):
         return directory is not None or not self.params.get("pretrained")
 
     def _pixel_transform(self, training: bool):
+        """Built once per mode (not per request) from the normalisation fixed at build time."""
+        cache = self.__dict__.setdefault("_transforms", {})
+        if training not in cache:
+            cache[training] = self._build_pixel_transform(training)
+        return cache[training]
+
+    def _build_pixel_transform(self, training: bool):
         from torchvision.transforms import v2
 
         size, p = self.input_size_, self.params
-        mean, std = [0.5] * 3, [0.5] * 3  # what ViT/DeiT image processors use by default
+        # Bundles written before the normalisation was recorded used the ViT/DeiT default.
+        mean, std = getattr(self, "image_mean_", None) or [0.5] * 3, getattr(self, "image_std_", None) or [0.5] * 3
         if training:
             head = [v2.RandomResizedCrop(size, scale=tuple(p.get("scale", (0.6, 1.0))), antialias=True),
                     v2.RandomHorizontalFlip(p.get("hflip", 0.5))]

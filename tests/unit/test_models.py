@@ -154,6 +154,11 @@ def test_image_classifier_round_trip(tmp_path, digits, name, params):
     spec = TrainSpec(epochs=1, batch_size=16, learning_rate=1e-3)
     adapter = build_adapter(name, "classification", 3, params, "image", train=spec)
     round_trip(tmp_path, adapter, images[::2], y[::2], images[1::2], y[1::2], spec)
+    if name.startswith("hf:"):  # the normalisation is DeiT's image processor's, and rides in the bundle
+        from transformers import DeiTImageProcessor
+
+        loaded = load_adapter(name, tmp_path / "m")
+        assert loaded.image_mean_ == list(DeiTImageProcessor().image_mean) == adapter.image_mean_
 
 
 @pytest.mark.slow
