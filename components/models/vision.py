@@ -45,7 +45,10 @@ class ImageClassifier(Adapter):
 
         from .batches import TransformedBatches
 
-        tf = self.transforms(training)
+        cache = self.__dict__.setdefault("_transforms", {})  # built once per mode, not per request
+        if training not in cache:
+            cache[training] = self.transforms(training)
+        tf = cache[training]
         return TransformedBatches(images, y, lambda image: tf(Image.fromarray(image)))
 
     def _fit(self, X, y, X_val, y_val, spec, callback) -> None:
