@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DataError, InvalidInputError, RequestTooLarge
-from .base import FitInputs, TestInputs, one_bytes_input
+from .base import Family, FitInputs, TestInputs, one_bytes_input
 from .tabular import TabularFamily
 
 
@@ -94,6 +94,8 @@ class TextFamily(TabularFamily):
 
     def test_inputs(self, meta, test_df: pd.DataFrame) -> TestInputs:
         return TestInputs(test_df[meta.features[0]["name"]].tolist(), test_df[meta.target].to_numpy())
+
+    input_example = Family.input_example  # the texts themselves, not the table's columns
 
     def category_levels(self, transform) -> dict[str, frozenset[str]]:
         return {}

@@ -122,3 +122,12 @@ def test_fit_inputs_is_a_dataclass_not_a_tuple():
     inputs = family_for(recipe).fit_inputs(recipe, schema, df[:15], df[15:], "onehot")
     assert inputs.X_train.shape == (15, 2) and inputs.X_val.shape == (5, 2) and inputs.meta == {}
     assert list(inputs.y_val) == [15.0, 16.0, 17.0, 18.0, 19.0]
+
+
+def test_the_input_example_is_what_a_client_sends():
+    """Text extends the tabular family but its records are texts, not table rows."""
+    meta = type("Meta", (), {"features": [{"name": "description", "kind": "text"}]})()
+    example = family("text").input_example(meta, ["a game", "a font"])
+    assert example.to_dict("list") == {"description": ["a game", "a font"]}
+    rows = pd.DataFrame({"description": ["x"], "other": [1]})
+    assert list(family("tabular").input_example(meta, rows).columns) == ["description"]
