@@ -95,8 +95,9 @@ def main() -> None:
     parser.add_argument("--model_dir", default=os.environ.get("MODEL_DIR", "/mnt/models"),
                         help="Bundle directory (KServe's storage initializer puts storageUri at /mnt/models).")
     parser.add_argument("--max_batch_rows", type=int, default=256, help="Micro-batching: rows per model call.")
-    parser.add_argument("--max_batch_wait_ms", type=float, default=2.0,
-                        help="Micro-batching: how long a request waits for others to join.")
+    parser.add_argument("--max_batch_wait_ms", type=float, default=0.0,
+                        help="Micro-batching: how long a request that finds the model idle waits for others "
+                             "(0: none; requests arriving during a model call form the next batch anyway).")
     parser.add_argument("--request_timeout_s", type=float, default=float(os.environ.get("REQUEST_TIMEOUT_S", 30)),
                         help="A prediction not answered within this many seconds gets 504.")
     parser.add_argument("--max_request_bytes", type=int, default=int(os.environ.get("MAX_REQUEST_BYTES", 16 << 20)),

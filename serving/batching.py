@@ -1,7 +1,9 @@
 """Adaptive micro-batching: concurrent requests are predicted together in one model call.
 
-A request waits at most ``max_wait_ms`` for others to join, and a batch holds at most
-``max_batch_rows`` rows. The model runs in a worker thread so the event loop keeps accepting
+Batches form by themselves: while the model answers one batch, the requests that arrive queue
+up, and the next batch takes all of them (up to ``max_batch_rows`` rows). A request that finds
+the model idle is answered at once; ``max_wait_ms`` (0 by default) makes it wait that long for
+company, which only pays when requests arrive faster than one model call yet not during one. The model runs in a worker thread so the event loop keeps accepting
 requests meanwhile. If a batch fails, its requests are retried one by one, so a bad request
 gets its own error and never fails the others. A request whose caller gave up (timeout,
 disconnect) is dropped from its batch instead of answered.
@@ -15,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 class MicroBatcher:
     def __init__(self, predict: Callable[[list], Any], join: Callable[[Sequence], Any],
-                 split: Callable[[Any, list[int]], list], max_batch_rows: int = 256, max_wait_ms: float = 2.0,
+                 split: Callable[[Any, list[int]], list], max_batch_rows: int = 256, max_wait_ms: float = 0.0,
                  on_batch: Callable[[int, int], None] | None = None):
         self.predict, self.join, self.split, self.on_batch = predict, join, split, on_batch
         self.max_batch_rows, self.max_wait = max_batch_rows, max_wait_ms / 1000
@@ -38,13 +40,16 @@ class MicroBatcher:
             rows = batch[0][1]
             deadline = time.monotonic() + self.max_wait
             while rows < self.max_batch_rows:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
-                except asyncio.TimeoutError:
-                    break
+                if not self._queue.empty():  # what queued while the model was busy: no waiting
+                    item = self._queue.get_nowait()
+                else:
+                    timeout = deadline - time.monotonic()
+                    if timeout <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), timeout)
+                    except asyncio.TimeoutError:
+                        break
                 batch.append(item)
                 rows += item[1]
             batch = [item for item in batch if not item[2].done()]

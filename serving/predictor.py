@@ -56,7 +56,7 @@ class PredictionTimeout(RuntimeError):
 
 
 class BundlePredictor(Model):
-    def __init__(self, name: str, model_dir: str, max_batch_rows: int = 256, max_wait_ms: float = 2.0,
+    def __init__(self, name: str, model_dir: str, max_batch_rows: int = 256, max_wait_ms: float = 0.0,
                  timeout_s: float = 30.0, expected_digest: str = "", version: str = ""):
         super().__init__(name)
         self.model_dir, self.expected_digest, self.version = model_dir, expected_digest, version
