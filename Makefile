@@ -32,6 +32,7 @@ test-fast: setup     ## unit tests only, without the ones marked slow (under a m
 bench: setup         ## benchmarks (figures in README): training loop, windowing, serving load, California RMSE
 	$(BIN)/python tests/benchmarks/bench_tabular_training.py
 	$(BIN)/python tests/benchmarks/bench_windowing.py
+	$(BIN)/python tests/benchmarks/bench_ts_train.py
 	$(BIN)/python tests/benchmarks/bench_serving.py
 	$(BIN)/python tests/benchmarks/bench_california.py
 	$(BIN)/python tests/benchmarks/bench_batch_predict.py

@@ -93,3 +93,97 @@ class TransformedBatches(BatchSource):
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size].tolist()
             yield self._stack(idx).to(self.device), self.yt[idx].to(self.device)
+
+
+class Windows:
+    """Sliding windows [N, C, L] over a [T, C] series, kept lazy: the series once and each window's
+    start row. Indexing with an int, a slice or an index array gathers just those windows
+    ([C, L] or [b, C, L], a copy of b*C*L values), so a training epoch gathers batch by batch and
+    never holds all N*C*L values. ``np.asarray(windows)`` materialises them (for code that needs one
+    array). Time series with several series put them one after another in ``values``, with starts
+    only where a whole window fits inside one series."""
+
+    ndim = 3
+
+    def __init__(self, values: np.ndarray, starts: np.ndarray, context_len: int):
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        # Channel by channel in memory (Fortran order; no copy when it already is): a gathered batch is then
+        # C-contiguous [b, C, L], which convolutions and LSTMs read without a copy of their own.
+        values = np.asfortranarray(values)
+        self.values, self.starts, self.context_len = values, np.asarray(starts), context_len
+        self._view = sliding_window_view(values, context_len, axis=0)  # [T - L + 1, C, L], zero-copy
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.starts), self.values.shape[1], self.context_len)
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+    @property
+    def nbytes(self) -> int:
+        """What this object holds (the series and the starts), not N*C*L values."""
+        return self.values.nbytes + self.starts.nbytes
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self._view[self.starts[index]]
+
+    def __array__(self, dtype=None, copy=None):
+        return self._view[self.starts].astype(dtype or self.values.dtype, copy=False)
+
+
+class WindowBatches(BatchSource):
+    """Windows (``Windows``) gathered batch by batch from the series: shuffling permutes indices, not
+    data. On the CPU a batch is one numpy gather from the zero-copy view; on an accelerator the series
+    and starts go to the device once and a batch is one gather there."""
+
+    _view_t = None  # the series' windows as a tensor view on an accelerator
+
+    def prepare(self, device, task: str, n_out: int) -> None:
+        self.device = device
+        self.yt = targets_tensor(self.y, task, n_out).to(device)
+        if device.type != "cpu":
+            self.series_to(device)
+
+    def series_to(self, device) -> None:
+        """Gather on ``device`` from here on: the series and starts move there once (an accelerator; on
+        the CPU torch's gather from a strided view is far slower than numpy's, so it is not used there)."""
+        import torch
+
+        w = self.samples
+        self._view_t = torch.as_tensor(w.values).to(device).unfold(0, w.context_len, 1)  # [T - L + 1, C, L]
+        self._starts_t = torch.as_tensor(w.starts).to(device)
+
+    def probe(self, device):
+        import torch
+
+        return torch.from_numpy(self.samples[np.arange(min(2, len(self.samples)))]).to(device)
+
+    def gather(self, idx):
+        """Windows at ``idx`` (a tensor of positions) as one [b, C, L] tensor on the device."""
+        import torch
+
+        if self._view_t is not None:
+            return self._view_t[self._starts_t[idx.to(self._starts_t.device)].long()]
+        return torch.from_numpy(self.samples[idx.numpy()])
+
+    def batches(self, batch_size: int, order=None):
+        import torch
+
+        order = torch.arange(len(self.samples)) if order is None else order.cpu()
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            yield self.gather(idx), self.yt[idx.to(self.yt.device)]
+
+
+def batch_source(X, y) -> BatchSource:
+    """The source the training loop reads: ``X`` itself when it is one, lazy windows batch by batch,
+    arrays on the device once."""
+    if isinstance(X, BatchSource):
+        return X
+    return WindowBatches(X, y) if isinstance(X, Windows) else TensorBatches(X, y)

@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ..errors import NotFittedError, RecipeError
+from .batches import Windows
 from .params import Params, validate_params
 
 
@@ -163,6 +164,9 @@ class Adapter:
     # Tables and windows arrive as one float array; images (lists of uint8 [H, W, 3]), texts and
     # detection targets (per-image box lists) are passed through as they are.
     array_inputs: ClassVar[bool] = True
+    # Time-series windows arrive lazy (``batches.Windows``); an adapter whose loop gathers them batch by
+    # batch keeps them so, any other gets them materialised as one [N, C, L] array.
+    lazy_windows: ClassVar[bool] = False
 
     catalog_name: str = ""
     history_: list[dict[str, float]]
@@ -195,6 +199,8 @@ class Adapter:
 
     # --- fit / predict -----------------------------------------------------------------------
     def _inputs(self, X):
+        if self.lazy_windows and isinstance(X, Windows):
+            return X
         return np.asarray(X, dtype=np.float32) if self.array_inputs else X
 
     def fit(self, X, y, X_val, y_val, train_spec, callback=None, **fit_params) -> "Adapter":

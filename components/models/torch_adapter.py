@@ -16,6 +16,7 @@ from .registry import TRAIN_OPTIONS, Adapter
 class TorchAdapter(Adapter):
     train_options = frozenset(TRAIN_OPTIONS)  # torch_training.fit_module honours every train option
     fitted_config = ("input_shape", "n_out")
+    lazy_windows = True  # torch_training gathers each batch from the windows' series
 
     def build_net(self, input_shape: tuple[int, ...], n_out: int):
         raise NotImplementedError

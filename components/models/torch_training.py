@@ -2,7 +2,9 @@
 
 Batches are slices of a shuffled index into tensors that already sit on the device: no
 ``DataLoader(TensorDataset)`` and no per-sample indexing, which is what makes tabular
-training fast on CPU as well as GPU (see tests/benchmarks/bench_tabular_training.py).
+training fast on CPU as well as GPU (see tests/benchmarks/bench_tabular_training.py). Time-series
+windows stay lazy: each batch is gathered from the series' sliding-window view (``batches.WindowBatches``;
+tests/benchmarks/bench_ts_train.py).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .batches import BatchSource, TensorBatches, TransformedBatches
+from .batches import TransformedBatches, Windows, batch_source
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +74,10 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) -> list[dict[str, float]]:
-    """Train ``net`` on arrays ``X``/``X_val`` or on batch sources (``TensorBatches``, ``TransformedBatches``;
-    then ``y``/``y_val`` are unused). Early stopping on validation loss restores the best weights.
-    Returns the history."""
-    train = X if isinstance(X, BatchSource) else TensorBatches(X, y)
-    val = X_val if isinstance(X_val, BatchSource) else TensorBatches(X_val, y_val)
+    """Train ``net`` on arrays ``X``/``X_val``, lazy ``Windows`` (gathered batch by batch) or batch sources
+    (``TensorBatches``, ``TransformedBatches``; then ``y``/``y_val`` are unused). Early stopping on
+    validation loss restores the best weights. Returns the history."""
+    train, val = batch_source(X, y), batch_source(X_val, y_val)
     device = resolve_device(spec.device)
     net.to(device)
     with torch.no_grad():
@@ -156,8 +157,12 @@ def _evaluate_loss(net, val, loss_fn, bs, use_amp, device) -> float:
 
 @torch.no_grad()
 def predict_module(net: nn.Module, X, batch_size: int = 8192) -> np.ndarray:
-    """Network outputs on the CPU for an array or a ``TransformedBatches`` source."""
+    """Network outputs on the CPU for an array, lazy ``Windows`` (gathered batch by batch) or a
+    ``TransformedBatches`` source."""
     net.eval()
+    if isinstance(X, Windows):
+        return torch.cat([net(torch.from_numpy(X[i:i + batch_size]))
+                          for i in range(0, len(X), batch_size)]).float().numpy()
     if isinstance(X, TransformedBatches):
         X.prepare(torch.device("cpu"), "classification", 2)
         return torch.cat([net(xb) for xb, _ in X.batches(batch_size)]).float().numpy()

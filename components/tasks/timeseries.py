@@ -137,9 +137,14 @@ class LabelRule:
 class ChannelScaler:
     """Per-channel standardisation fitted on the train segment (sklearn-style fit/transform)."""
 
-    def fit(self, values: np.ndarray) -> "ChannelScaler":
-        self.mean_ = values.mean(axis=0).astype(np.float32)
-        self.std_ = values.std(axis=0).astype(np.float32)
+    def fit(self, values: np.ndarray | pd.DataFrame, channels: list[str] | None = None) -> "ChannelScaler":
+        """[T, C] rows, or a table and its channel columns; one channel at a time, in float32 (no [T, C] copy)."""
+        if isinstance(values, pd.DataFrame):
+            columns = (values[c].to_numpy(np.float32) for c in (channels or values.columns))
+        else:
+            columns = (values[:, j].astype(np.float32, copy=False) for j in range(values.shape[1]))
+        stats = np.array([(col.mean(), col.std()) for col in columns], dtype=np.float32).reshape(-1, 2)
+        self.mean_, self.std_ = stats[:, 0].copy(), stats[:, 1].copy()
         self.std_[self.std_ == 0] = 1.0
         return self
 
@@ -167,6 +172,36 @@ def segment_windows(df: pd.DataFrame, series: dict[str, Any], input_channels: li
     if len(Xs) == 1:
         return Xs[0], ys[0], ts[0]
     return np.concatenate(Xs), np.concatenate(ys), np.concatenate(ts)
+
+
+def scaled_windows(df: pd.DataFrame, series: dict[str, Any], input_channels: list[str], scaler: ChannelScaler):
+    """Training's windows, lazy: the segment's input channels scaled once into one float32 [T, C] array
+    (series one after another when there is a group column) and the start row of every window that fits
+    inside one series (``models.batches.Windows``, gathered batch by batch). Also the raw labels and, for
+    delta mode, the raw label channel's value at each window's last step."""
+    from ..models.batches import Windows
+
+    L, offset = series["context_len"], series["label_offset"]
+    group, chunk = series["group_column"], 1 << 16
+    parts = list(df.groupby(group, sort=False).indices.values()) if group else [np.arange(len(df))]
+    rows = np.concatenate(parts) if group else slice(None)  # each series' rows, one series after another
+    values = np.empty((len(df), len(input_channels)), np.float32, order="F")  # channels contiguous (Windows)
+    for j, c in enumerate(input_channels):  # float64 arithmetic, a chunk of one channel at a time
+        col = df[c].to_numpy(np.float64)[rows]
+        for a in range(0, len(col), chunk):
+            values[a:a + chunk, j] = (col[a:a + chunk] - scaler.mean_[j]) / scaler.std_[j]
+    label = df[series["label_source_channel"]].to_numpy(np.float64)[rows]
+    starts, ys, lasts, first = [], [], [], 0
+    index_type = np.int32 if len(df) < 2**31 else np.int64
+    for part in parts:
+        n = max(len(part) - L - offset + 1, 0)
+        starts.append(np.arange(first, first + n, dtype=index_type))
+        ys.append(label[first + L - 1 + offset:first + L - 1 + offset + n])  # views of the label channel
+        lasts.append(label[first + L - 1:first + L - 1 + n])
+        first += len(part)
+    if len(parts) == 1:
+        return Windows(values, starts[0], L), ys[0], lasts[0]
+    return Windows(values, np.concatenate(starts), L), np.concatenate(ys), np.concatenate(lasts)
 
 
 def check_windows(records: Any, n_channels: int, context_len: int) -> np.ndarray:
@@ -259,16 +294,17 @@ class TimeSeriesFamily(TabularFamily):
         return tuple(np.arange(n)[seg] for seg in time_segments(n, (spec.train, spec.val, spec.test)))
 
     def fit_inputs(self, recipe, schema, train_df, val_df, encoding) -> FitInputs:
-        """Scaler fitted on the train segment; windows of train and val; labels by the fitted rule."""
+        """Scaler fitted on the train segment; windows of train and val, lazy over each segment's scaled
+        [T, C] series (``scaled_windows``); labels by the fitted rule."""
         spec = recipe.timeseries
         inputs = [f["name"] for f in schema["features"]]
         delta = recipe.task == "regression" and spec.target_mode == "delta"
         series = {"context_len": spec.context_len, "label_offset": spec.label_offset,
                   "label_source_channel": spec.label_source_channel, "group_column": spec.group_column,
                   "channels": schema["channels"], "target_mode": "delta" if delta else "level"}
-        scaler = ChannelScaler().fit(train_df[inputs].to_numpy(np.float32))
-        X_train, y_train, _ = segment_windows(train_df, series, inputs, None)
-        X_val, y_val, _ = segment_windows(val_df, series, inputs, None)
+        scaler = ChannelScaler().fit(train_df, inputs)
+        X_train, y_train, last_train = scaled_windows(train_df, series, inputs, scaler)
+        X_val, y_val, last_val = scaled_windows(val_df, series, inputs, scaler)
         if len(X_train) == 0 or len(X_val) == 0:
             raise DataError(f"the train or val segment ({len(train_df)} / {len(val_df)} rows) is shorter than one "
                             f"window ({spec.context_len} + {spec.label_offset} rows); use more data or a shorter "
@@ -278,10 +314,8 @@ class TimeSeriesFamily(TabularFamily):
             y_train, y_val = rule.apply(y_train).astype(str), rule.apply(y_val).astype(str)
         series.update(label_rule=rule.kind, threshold=rule.threshold)
         if delta:
-            y_train = y_train - last_label_value(series, inputs, X_train)
-            y_val = y_val - last_label_value(series, inputs, X_val)
-        return FitInputs(X_train=scaler.transform(X_train).astype(np.float32), y_train=y_train,
-                         X_val=scaler.transform(X_val).astype(np.float32), y_val=y_val, transform=scaler,
+            y_train, y_val = y_train - last_train, y_val - last_val
+        return FitInputs(X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val, transform=scaler,
                          meta={"series": series})
 
     def model_inputs(self, meta, transform, records) -> np.ndarray:

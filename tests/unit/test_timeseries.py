@@ -154,3 +154,97 @@ def test_group_series_keep_windows_inside_one_series(tmp_path):
     assert len(X) == (30 - 6 - 1 + 1) * len(groups[0]), "windows per series, none spanning two"
     assert (X.max(axis=(1, 2)) // 1000 == X.min(axis=(1, 2)) // 1000).all(), "each window from one series"
     assert (y // 1000 == X[:, 0, -1] // 1000).all() and (y - X[:, 0, -1] == 1).all()
+
+
+def _long_series(n_groups=3, rows=40, seed=0):
+    """Two channels per series, rows interleaved by time across series (as a timestamp sort leaves them)."""
+    rng = np.random.default_rng(seed)
+    frames = [pd.DataFrame({"t": np.arange(rows + g), "sid": f"s{g}",
+                            "a": 1000.0 * g + np.cumsum(rng.normal(size=rows + g)), "b": rng.normal(5, 2, size=rows + g)})
+              for g in range(n_groups)]
+    return pd.concat(frames).sort_values("t", kind="stable").reset_index(drop=True)
+
+
+@pytest.mark.parametrize("group", [None, "sid"])
+def test_lazy_windows_gather_the_materialised_windows(group):
+    """fit_inputs' windows (scaled [T, C] series + starts) gather exactly what scaling the materialised
+    [N, C, L] windows gave, batch by batch, per series, with the delta mode's last values."""
+    import torch
+
+    from components.models.batches import Windows, WindowBatches, batch_source
+    from components.tasks.timeseries import last_label_value, scaled_windows, segment_windows
+
+    df = _long_series()
+    if group is None:
+        df = df[df["sid"] == "s1"].reset_index(drop=True)
+    series = {"context_len": 6, "label_offset": 2, "label_source_channel": "a", "group_column": group}
+    scaler = ChannelScaler().fit(df[["a", "b"]].to_numpy(np.float32))
+    raw, y_ref, _ = segment_windows(df, series, ["a", "b"], None)
+    ref = scaler.transform(raw).astype(np.float32)  # what fit_inputs materialised before
+    W, y, last = scaled_windows(df, series, ["a", "b"], scaler)
+    assert isinstance(W, Windows) and W.shape == ref.shape and len(W) == len(ref) and W.dtype == np.float32
+    assert np.array_equal(np.asarray(W), ref) and np.array_equal(y, y_ref)
+    assert np.array_equal(last, last_label_value(series, ["a", "b"], raw)), "delta mode subtracts the same values"
+    idx = np.random.default_rng(1).permutation(len(W))[:17]
+    assert np.array_equal(W[idx], ref[idx]) and np.array_equal(W[3:9], ref[3:9]) and np.array_equal(W[5], ref[5])
+    if group:
+        assert len(W) == sum(40 + g - 6 - 2 + 1 for g in range(3)), "windows per series, none spanning two"
+
+    order = torch.randperm(len(W), generator=torch.Generator().manual_seed(0))
+    lazy, dense = batch_source(W, y), batch_source(ref, y)
+    assert isinstance(lazy, WindowBatches)
+    for source in (lazy, dense):
+        source.prepare(torch.device("cpu"), "regression", 1)
+    pairs = list(zip(lazy.batches(8, order), dense.batches(8, order)))
+    assert len(pairs) == -(-len(W) // 8)
+    for (xa, ya), (xb, yb) in pairs:
+        assert torch.equal(xa, xb) and torch.equal(ya, yb) and xa.is_contiguous(), "the same, contiguous batches"
+    lazy.series_to(torch.device("cpu"))  # the accelerator path: gather from the series' tensor view
+    for (xa, _), (xb, _) in zip(lazy.batches(8, order), dense.batches(8, order)):
+        assert torch.equal(xa, xb)
+
+
+def test_fit_inputs_keeps_windows_lazy_and_small():
+    """No [N, C, L] array: the windows object holds the scaled series, and fitting inputs allocates far
+    less than N*C*L*4 bytes; the LSTM trains and predicts on it, as it did on the materialised array."""
+    import tracemalloc
+
+    from components.models import build_adapter
+    from components.models.batches import Windows
+    from components.tasks import family_for
+
+    T, L = 20_000, 64
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({c: np.cumsum(rng.normal(size=T)) for c in "abcd"})
+    recipe = ts_recipe("x", context_len=L)
+    schema = {"channels": list("abcd"), "features": [{"name": c} for c in "abcd"]}
+    train_df, val_df = df.iloc[:16_000].reset_index(drop=True), df.iloc[16_000:].reset_index(drop=True)
+    tracemalloc.start()
+    inputs = family_for(recipe).fit_inputs(recipe, schema, train_df, val_df, "onehot")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    n = 16_000 - L - 1 + 1
+    dense_bytes = n * 4 * L * 4
+    assert isinstance(inputs.X_train, Windows) and inputs.X_train.shape == (n, 4, L)
+    assert inputs.X_train.nbytes < dense_bytes / 20 and peak < dense_bytes / 4, (inputs.X_train.nbytes, peak)
+    ref = inputs.transform.transform(np.asarray(sliding_windows_raw(train_df, L))).astype(np.float32)
+    assert np.array_equal(np.asarray(inputs.X_train), ref)
+    delta = train_df["a"].to_numpy()[L:] - train_df["a"].to_numpy()[L - 1:-1]
+    np.testing.assert_array_equal(inputs.y_train, delta[:n])
+
+    small = slice(0, 300)
+    from components.recipe import TrainSpec
+
+    spec = TrainSpec(epochs=1, batch_size=64, device="cpu")
+    lazy = build_adapter("lstm", "regression", None, {"hidden_size": 4}, "timeseries")
+    lazy.fit(Windows(inputs.X_train.values, inputs.X_train.starts[small], L), inputs.y_train[small],
+             inputs.X_val, inputs.y_val, spec)
+    dense = build_adapter("lstm", "regression", None, {"hidden_size": 4}, "timeseries")
+    dense.fit(np.asarray(inputs.X_train)[small], inputs.y_train[small], np.asarray(inputs.X_val), inputs.y_val, spec)
+    assert lazy.history_ == [dict(h, seconds=lazy.history_[0]["seconds"]) for h in dense.history_]
+    np.testing.assert_array_equal(lazy.predict_raw(inputs.X_val), dense.predict_raw(np.asarray(inputs.X_val)))
+
+
+def sliding_windows_raw(df, L):
+    X, _ = windows(df.to_numpy(np.float64), L, 1)
+    return X
