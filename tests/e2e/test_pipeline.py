@@ -115,7 +115,8 @@ def test_time_series_recipes_end_to_end(recipe_name, overrides, tmp_path, monkey
     ("digits-timm", ["train.epochs=3", "evaluate.gate=['accuracy >= 0.2']"]),
     ("digits-vit", ["train.epochs=2", "evaluate.gate=['accuracy >= 0.12']"]),
     ("debian-minilm", ["train.epochs=2"]),
-    ("trees-yolo", ["train.epochs=2", "image.size=128", "evaluate.gate=['map50 >= 0']"]),
+    # 16 epochs at 160 px reach map50 ≈ 0.22 on the held-out tiles (chance ≈ 0; 8 epochs at 128 px: 0.0)
+    ("trees-yolo", ["train.epochs=16", "image.size=160", "evaluate.gate=['map50 >= 0.05']"]),
 ])
 def test_vision_and_text_recipes_end_to_end(recipe_name, overrides, tmp_path, monkeypatch):
     """Images and texts through the same DAG, served over V1 and V2, with timings in every answer;
