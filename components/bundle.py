@@ -45,6 +45,7 @@ class BundleMeta(BaseModel):
     series: dict[str, Any] | None = None  # time series: window length, label rule, channels
     image: dict[str, Any] | None = None   # images: layout; the adapter records its input size
     text: dict[str, Any] | None = None    # text: column name, max tokens
+    textgen: dict[str, Any] | None = None  # text generation: column name, block size
 
 
 class Bundle:
@@ -62,8 +63,11 @@ class Bundle:
 
     def predict(self, records) -> np.ndarray | list[dict]:
         """Regression: values in target units. Classification: class names. Detection: per image
-        ``{"boxes": [[x0, y0, x1, y1], ...] (pixels), "labels": [class], "scores": [...]}``."""
+        ``{"boxes": [[x0, y0, x1, y1], ...] (pixels), "labels": [class], "scores": [...]}``.
+        Generation: per prompt ``{"generated_text": ..., "tokens": n}``."""
         raw = self.adapter.predict_raw(self.features(records))
+        if self.meta.task == "generation":
+            return raw
         if self.meta.task == "detection":
             return self.detections(raw)
         if self.meta.task == "regression":
@@ -76,6 +80,10 @@ class Bundle:
         return [{"boxes": np.round(np.asarray(d["boxes"], dtype=float).reshape(-1, 4), 2).tolist(),
                  "labels": [self.meta.classes[int(c)] for c in d["classes"]],
                  "scores": np.round(np.asarray(d["scores"], dtype=float), 5).tolist()} for d in raw]
+
+    def language_metrics(self, texts: list[str]) -> dict[str, float]:
+        """Generation: mean token negative log-likelihood of the texts (``loss``) and its exp (``perplexity``)."""
+        return self.adapter.language_metrics(texts)
 
     def predict_proba(self, records) -> np.ndarray:
         if self.meta.task != "classification":
@@ -90,6 +98,8 @@ class Bundle:
             return pd.DataFrame({"prediction": self.predict(records)})
         if self.meta.task == "detection":
             return pd.DataFrame(self.predict(records), columns=["boxes", "labels", "scores"])
+        if self.meta.task == "generation":
+            return pd.DataFrame(self.predict(records), columns=["generated_text", "tokens"])
         proba = self.predict_proba(records)
         classes = np.asarray(self.meta.classes, dtype=object)
         out = pd.DataFrame({"label": classes[proba.argmax(axis=1)], "probability": proba.max(axis=1)})

@@ -26,6 +26,7 @@ TASK_METRICS = {
     "classification": ("accuracy", "precision", "recall", "f1", "log_loss", "roc_auc", "pr_auc", "top5_accuracy",
                        "best_threshold", "f1_at_best_threshold", "f1_at_0.5"),
     "detection": ("map50", "map50_95", "precision", "recall"),
+    "generation": ("perplexity", "loss"),
 }
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PER_CLASS = re.compile(r"^(f1|map50|precision|recall)_class_.+$")
@@ -67,7 +68,7 @@ def _metrics(recipe: Recipe) -> list[str | None]:
 TUNE_METRICS = {"regression": ("val_loss", *TASK_METRICS["regression"]),
                 "classification": ("val_loss", "accuracy", "precision", "recall", "f1", "log_loss", "roc_auc",
                                    "pr_auc", "top5_accuracy"),
-                "detection": ("val_loss",)}
+                "detection": ("val_loss",), "generation": ("val_loss",)}
 
 
 def _tune(recipe: Recipe) -> list[str | None]:

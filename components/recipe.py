@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Task = Literal["regression", "classification", "detection"]
+Task = Literal["regression", "classification", "detection", "generation"]
 Imputation = Literal["mean", "median", "most_frequent", "drop"]
 from .gate import GATE_RE  # noqa: E402  (defined there; re-exported)
 # The registered model name is also the KServe InferenceService name (a DNS-1035 label), and
@@ -165,6 +165,12 @@ class TextSpec(_Section):
     max_length: int = Field(128, gt=0, le=4096, description="Tokens per text; longer ones are truncated.")
 
 
+class TextGenSpec(_Section):
+    """Text generation: a corpus of texts (a text column, or .txt lines) for a causal language model."""
+    text_column: str = "text"
+    block_size: int = Field(64, gt=1, le=1024, description="Tokens per training sequence; longer texts are cut.")
+
+
 class ModelSpec(_Section):
     name: str = Field("mlp", description="A name from the model catalog (python -m components.models list).")
     params: dict[str, Any] = Field(default_factory=dict, description="Architecture parameters of that model.")
@@ -288,6 +294,7 @@ class Recipe(_Section):
     timeseries: TimeSeriesSpec | None = Field(None, description="Present for the time-series task family.")
     image: ImageSpec | None = Field(None, description="Present for image classification and detection.")
     text: TextSpec | None = Field(None, description="Present for text classification.")
+    textgen: TextGenSpec | None = Field(None, description="Present for text generation (task 'generation').")
     preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -373,7 +380,8 @@ class Recipe(_Section):
     # --- derived facts ------------------------------------------------------------------
     @property
     def primary_metric(self) -> str:
-        return self.evaluate.primary_metric or {"regression": "rmse", "detection": "map50_95"}.get(self.task, "f1")
+        return self.evaluate.primary_metric or {"regression": "rmse", "detection": "map50_95",
+                                                "generation": "perplexity"}.get(self.task, "f1")
 
     @property
     def family(self) -> str:

@@ -54,6 +54,8 @@ class MediaModel:
         classes = self.bundle.meta.classes
         if self.bundle.meta.task == "detection":
             return self.bundle.detections(raw)
+        if self.bundle.meta.task == "generation":  # per prompt {"generated_text", "tokens"}
+            return list(raw)
         k, out = self.bundle.family.top_k, []
         for row in np.asarray(raw):
             top = np.argsort(-row)[:k]
@@ -65,6 +67,9 @@ class MediaModel:
         n = len(answers)
         if self.bundle.meta.task == "detection":
             return [InferOutput("detections", [n], "BYTES", [json.dumps(a) for a in answers])]
+        if self.bundle.meta.task == "generation":
+            return [InferOutput("generated_text", [n], "BYTES", [a["generated_text"] for a in answers]),
+                    InferOutput("tokens", [n], "INT64", [a["tokens"] for a in answers])]
         top = f"top{self.bundle.family.top_k}"
         k = len(answers[0][top])
         return [InferOutput("label", [n], "BYTES", [a["label"] for a in answers]),

@@ -93,7 +93,7 @@ class BundlePredictor(Model):
         if isinstance(payload, InferRequest):
             if not payload.inputs:
                 raise InvalidInput(f"expected inputs {[i['name'] for i in self.get_input_types()]}; got no inputs")
-            return self.family.v2_records(meta, payload.inputs)
+            return self.family.v2_request_records(meta, payload)
         if not isinstance(payload, dict) or "instances" not in payload:
             raise InvalidInput('expected a JSON object with an "instances" list, e.g. {"instances": [...]}; '
                                f'the model takes {self.get_input_types()}')
@@ -206,6 +206,9 @@ class BundlePredictor(Model):
             return [{"name": "prediction", "datatype": "FP64", "shape": [-1]}]
         if meta.task == "detection":
             return [{"name": "detections", "datatype": "BYTES", "shape": [-1]}]
+        if meta.task == "generation":
+            return [{"name": "generated_text", "datatype": "BYTES", "shape": [-1]},
+                    {"name": "tokens", "datatype": "INT64", "shape": [-1]}]
         k = len(meta.classes or [])
         if self.family.top_k:
             top, name = min(self.family.top_k, k), f"top{self.family.top_k}"

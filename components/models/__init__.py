@@ -6,7 +6,7 @@ transformers and Ultralytics load only when a model of theirs is built or fit.
 """
 from .registry import (Adapter, CatalogEntry, build_adapter, get_entry, list_models, load_adapter,  # noqa: I001
                        register_adapter)
-from . import external, ft_transformer, hf_models, mlp, sequence, sklearn_models, timm_models, yolo  # noqa: F401,E402
+from . import external, ft_transformer, hf_causal, hf_models, mlp, sequence, sklearn_models, timm_models, yolo  # noqa: F401,E402
 from .ultralytics_env import ap_per_class  # noqa: E402  (evaluate's detection AP; no adapter needed)
 
 __all__ = ["Adapter", "CatalogEntry", "ap_per_class", "build_adapter", "get_entry", "list_models", "load_adapter",

@@ -136,46 +136,18 @@ class HFClassifier(Adapter):
 
     # --- fit / predict ---------------------------------------------------------------------
     def _fit(self, X, y, X_val, y_val, spec, callback) -> None:
-        from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer,
-                                  TrainerCallback, TrainingArguments, default_data_collator)
+        from transformers import DataCollatorWithPadding, default_data_collator
 
-        from .torch_training import resolve_device, seed_everything
+        from .torch_training import seed_everything
 
         seed_everything(spec.seed, spec.deterministic)
         self.net_ = self.build_net()
         self.tokenizer_ = self._tokenizer() if self.modality == "text" else None
-        device = resolve_device(spec.device)
         train_set = _Samples(X, np.asarray(y), lambda x: self._features([x], True)[0])
         val_feats = self._features(X_val, False)
         val_set = [{**f, "labels": int(label)} for f, label in zip(val_feats, np.asarray(y_val))]
-        history = self.history_ = []
-
-        class Progress(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if logs and "eval_loss" in logs:
-                    train_loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), np.nan)
-                    row = {"epoch": int(round(logs["epoch"])), "train_loss": float(train_loss),
-                           "val_loss": float(logs["eval_loss"])}
-                    history.append(row)
-                    callback(row)
-
-        with tempfile.TemporaryDirectory() as out:
-            args = TrainingArguments(
-                output_dir=out, num_train_epochs=spec.epochs, per_device_train_batch_size=spec.batch_size,
-                per_device_eval_batch_size=spec.batch_size, learning_rate=spec.learning_rate,
-                weight_decay=spec.weight_decay, eval_strategy="epoch", logging_strategy="epoch",
-                save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,  # keep the best epoch
-                metric_for_best_model="eval_loss", greater_is_better=False, report_to="none", seed=spec.seed,
-                use_cpu=device.type != "cuda", fp16=spec.amp and device.type == "cuda", dataloader_num_workers=0, disable_tqdm=True,
-                max_grad_norm=spec.grad_clip or 1.0, remove_unused_columns=False)
-            collator = (DataCollatorWithPadding(self.tokenizer_) if self.modality == "text"
-                        else default_data_collator)
-            trainer = Trainer(model=self.net_, args=args, train_dataset=train_set, eval_dataset=val_set,
-                              data_collator=collator,
-                              callbacks=[Progress(), EarlyStoppingCallback(spec.early_stopping_patience)])
-            trainer.remove_callback(PrinterCallback)  # Progress logs each epoch through logging instead
-            trainer.train()
-        self.net_.to("cpu").eval()
+        collator = DataCollatorWithPadding(self.tokenizer_) if self.modality == "text" else default_data_collator
+        self.history_ = train_with_trainer(self.net_, train_set, val_set, collator, spec, callback)
 
     def _predict(self, X) -> np.ndarray:
         import torch
@@ -203,6 +175,42 @@ class HFClassifier(Adapter):
 
 class HFTextClassifier(HFClassifier):
     modality = "text"
+
+
+def train_with_trainer(net, train_set, val_set, collator, spec, callback) -> list[dict[str, float]]:
+    """``transformers.Trainer`` over the samples: per-epoch train and val loss (each handed to
+    ``callback``), early stopping, the best epoch's weights kept; the net ends on the CPU in eval mode."""
+    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+
+    from .torch_training import resolve_device
+
+    device = resolve_device(spec.device)
+    history: list[dict[str, float]] = []
+
+    class Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "eval_loss" in logs:
+                train_loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), np.nan)
+                row = {"epoch": int(round(logs["epoch"])), "train_loss": float(train_loss),
+                       "val_loss": float(logs["eval_loss"])}
+                history.append(row)
+                callback(row)
+
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out, num_train_epochs=spec.epochs, per_device_train_batch_size=spec.batch_size,
+            per_device_eval_batch_size=spec.batch_size, learning_rate=spec.learning_rate,
+            weight_decay=spec.weight_decay, eval_strategy="epoch", logging_strategy="epoch",
+            save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,  # keep the best epoch
+            metric_for_best_model="eval_loss", greater_is_better=False, report_to="none", seed=spec.seed,
+            use_cpu=device.type != "cuda", fp16=spec.amp and device.type == "cuda", dataloader_num_workers=0,
+            disable_tqdm=True, max_grad_norm=spec.grad_clip or 1.0, remove_unused_columns=False)
+        trainer = Trainer(model=net, args=args, train_dataset=train_set, eval_dataset=val_set, data_collator=collator,
+                          callbacks=[Progress(), EarlyStoppingCallback(spec.early_stopping_patience)])
+        trainer.remove_callback(PrinterCallback)  # Progress logs each epoch through logging instead
+        trainer.train()
+    net.to("cpu").eval()
+    return history
 
 
 class _Samples(TransformedBatches):

@@ -130,7 +130,8 @@ def _section_params(entry: CatalogEntry, family: str, section, given: dict[str, 
 
 # Section fields that are model settings (the rest, such as image.layout or text.text_column, say how
 # data is read, which every model of the family accepts).
-SECTION_SETTINGS = frozenset({"size", "hflip", "scale", "auto_augment", "pretrained", "max_length"})
+SECTION_SETTINGS = frozenset({"size", "hflip", "scale", "auto_augment", "pretrained", "max_length",
+                              "block_size"})
 
 
 def load_adapter(name: str, directory) -> "Adapter":

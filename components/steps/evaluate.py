@@ -18,7 +18,7 @@ from ..recipe import GATE_RE, Recipe
 from ..storage import atomic_path
 
 log = logging.getLogger(__name__)
-LOWER_IS_BETTER = {"mae", "mse", "rmse", "log_loss"}
+LOWER_IS_BETTER = {"mae", "mse", "rmse", "log_loss", "perplexity", "loss"}
 COMPARE = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt, "==": operator.eq}
 
 
@@ -112,6 +112,12 @@ def detection_metrics(truth: list[dict], predictions: list[dict], classes: list[
     return {k: float(v) for k, v in out.items()}
 
 
+def generation_samples(bundle, texts: list[str], n: int = 3) -> list[dict]:
+    """A few test texts' first words continued greedily: what the model writes, for the report."""
+    prompts = [" ".join(t.split()[:3]) for t in texts[:n]]
+    return bundle.predict([{"prompt": p, "max_new_tokens": 40, "temperature": 0.0} for p in prompts])
+
+
 def check_gate(rules: list[str], metrics: dict[str, float]) -> tuple[str, list[dict]]:
     results = []
     for rule in rules:
@@ -147,7 +153,10 @@ def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, rep
     with atomic_path(out) as tmp:
         tmp.mkdir()
         images = []
-        if bundle.meta.task == "detection":
+        if bundle.meta.task == "generation":
+            metrics = bundle.language_metrics(records)
+            result["samples"] = generation_samples(bundle, records)
+        elif bundle.meta.task == "detection":
             predictions = bundle.predict(records)
             metrics = detection_metrics(y_raw, predictions, bundle.meta.classes)
             images.append(plots.detections(records[0], y_raw[0], predictions[0], tmp / "sample_detections.png"))

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 def encode_target(y, meta: BundleMeta):
     if meta.task == "regression":
         return ((np.asarray(y, dtype=np.float64) - meta.target_mean) / meta.target_std).astype(np.float32)
+    if meta.task == "generation":
+        return y  # a text is its own target
     index = {c: i for i, c in enumerate(meta.classes)}
     if meta.task == "detection":
         return [{"boxes": t["boxes"], "classes": np.array([index[c] for c in t["labels"]], dtype=np.int64)} for t in y]

@@ -20,6 +20,7 @@ FAMILIES: dict[str, tuple[str | None, str]] = {
     "timeseries": ("timeseries", "timeseries"),
     "image": ("image", "images"),
     "text": ("text", "text"),
+    "textgen": ("textgen", "textgen"),
 }
 
 

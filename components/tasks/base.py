@@ -124,6 +124,10 @@ class Family:
         """The inputs of a V2 (Open Inference Protocol) request → raw records."""
         raise NotImplementedError
 
+    def v2_request_records(self, meta, request) -> Any:
+        """A whole V2 request → raw records; a family that reads the request's ``parameters`` overrides it."""
+        return self.v2_records(meta, request.inputs)
+
     def bound(self, records) -> Any:
         """Refuse a request over this family's size limits before it is decoded (``RequestTooLarge``)."""
         return records
