@@ -34,6 +34,7 @@ bench: setup         ## benchmarks (figures in README): training loop, windowing
 	$(BIN)/python tests/benchmarks/bench_windowing.py
 	$(BIN)/python tests/benchmarks/bench_ts_train.py
 	$(BIN)/python tests/benchmarks/bench_serving.py
+	$(BIN)/python tests/benchmarks/bench_transform.py
 	$(BIN)/python tests/benchmarks/bench_california.py
 	$(BIN)/python tests/benchmarks/bench_batch_predict.py
 	$(BIN)/python tests/benchmarks/bench_threads.py

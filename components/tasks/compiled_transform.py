@@ -1,0 +1,127 @@
+"""The fitted feature transform as plain numpy, for requests of a few rows.
+
+scikit-learn checks its input on every call (dtypes, feature names, finiteness), which costs
+milliseconds per part on a one-row request while the arithmetic costs microseconds. The fitted
+statistics are read once from the ``ColumnTransformer`` and applied as numpy expressions:
+imputation (``statistics_``), standard / min-max / quantile scaling, one-hot codes (unknown → all zeros, as
+``handle_unknown="ignore"``). A transform with another part (dates, ordered or ordinal codes) is
+not compiled and keeps scikit-learn's path. ``tests/unit/test_compiled_transform.py``
+checks both paths give the same numbers.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def compiled(transform) -> Callable[[pd.DataFrame], np.ndarray] | None:
+    """The transform as a function of a coerced frame, or None where a part cannot be compiled."""
+    if transform not in _COMPILED:
+        _COMPILED[transform] = _compile(transform)
+    return _COMPILED[transform]
+
+
+def _compile(transform):
+    parts = []
+    for _, pipe, cols in transform.transformers_:
+        if pipe == "drop" or not len(cols):
+            continue
+        steps = [step for _, step in getattr(pipe, "steps", [])]
+        part = _numeric(steps) or _onehot(steps)
+        if part is None:
+            return None
+        parts.append((list(cols), part))
+
+    def apply(frame: pd.DataFrame) -> np.ndarray:
+        return np.hstack([part(frame[cols]) for cols, part in parts]).astype(np.float32)
+
+    return apply
+
+
+def _numeric(steps):
+    """SimpleImputer (mean / median / most_frequent / constant) then a scaler or nothing."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import MinMaxScaler, QuantileTransformer, StandardScaler
+
+    if not steps or type(steps[0]) is not SimpleImputer or steps[0].strategy == "constant" or len(steps) > 2:
+        return None
+    fill = np.asarray(steps[0].statistics_, dtype=np.float64)
+    scaler = steps[1] if len(steps) == 2 else "passthrough"
+    if type(scaler) is StandardScaler:
+        shift = scaler.mean_ if scaler.with_mean else 0.0
+        scale = scaler.scale_ if scaler.with_std else 1.0
+
+        def scaled(X):
+            return (X - shift) / scale
+    elif type(scaler) is MinMaxScaler and not scaler.clip:
+        def scaled(X):
+            return X * scaler.scale_ + scaler.min_
+    elif type(scaler) is QuantileTransformer and scaler.output_distribution == "normal":
+        scaled = _normal_quantiles(scaler.quantiles_, scaler.references_)
+    elif scaler == "passthrough":
+        def scaled(X):
+            return X
+    else:
+        return None
+
+    def part(frame: pd.DataFrame) -> np.ndarray:
+        X = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+        return scaled(np.where(np.isnan(X), fill, X))
+
+    return part
+
+
+def _normal_quantiles(quantiles: np.ndarray, references: np.ndarray):
+    """QuantileTransformer(output_distribution="normal").transform: the mean of the ascending and
+    descending interpolations (ties), the ends pinned, then the normal's inverse CDF for all columns
+    at once (scipy's ``norm.ppf`` per column dominates a one-row request), clipped as scikit-learn
+    clips so its inverse stays finite."""
+    from scipy.special import ndtri
+
+    eps = 1e-7  # scikit-learn's BOUNDS_THRESHOLD
+    low, high = ndtri(eps - np.spacing(1)), ndtri(1 - (eps - np.spacing(1)))
+
+    def scaled(X: np.ndarray) -> np.ndarray:
+        U = np.empty_like(X)
+        for j in range(X.shape[1]):
+            x, q = X[:, j], quantiles[:, j]
+            u = np.full(x.shape, np.nan)
+            finite = ~np.isnan(x)
+            u[finite] = 0.5 * (np.interp(x[finite], q, references) - np.interp(-x[finite], -q[::-1], -references[::-1]))
+            with np.errstate(invalid="ignore"):
+                u[x + eps > q[-1]] = 1.0
+                u[x - eps < q[0]] = 0.0
+            U[:, j] = u
+        with np.errstate(divide="ignore"):
+            return np.clip(ndtri(U), low, high)
+
+    return scaled
+
+
+def _onehot(steps):
+    """Missing → the constant category, then one-hot codes with unknown categories all zero."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder
+
+    if len(steps) != 2 or type(steps[0]) is not SimpleImputer or steps[0].strategy != "constant" \
+            or type(steps[1]) is not OneHotEncoder or steps[1].handle_unknown != "ignore" or steps[1].drop is not None:
+        return None
+    missing = steps[0].fill_value
+    lookups = [pd.Index(cats) for cats in steps[1].categories_]
+    offsets = np.cumsum([0] + [len(c) for c in steps[1].categories_])
+
+    def part(frame: pd.DataFrame) -> np.ndarray:
+        out = np.zeros((len(frame), offsets[-1]), dtype=np.float64)
+        rows = np.arange(len(frame))
+        for k, (column, lookup) in enumerate(zip(frame.columns, lookups)):
+            codes = lookup.get_indexer([missing if v is None else v for v in frame[column].tolist()])
+            known = codes >= 0
+            out[rows[known], offsets[k] + codes[known]] = 1.0
+        return out
+
+    return part
