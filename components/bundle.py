@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -160,29 +161,39 @@ def pyfunc_spec(path: str | Path) -> dict[str, Any]:
     reqs += {"torch": ["torch"], "timm": ["torch", "torchvision", "timm", "pillow"],
              "ultralytics": ["torch", "torchvision", "ultralytics", "pillow"],
              "transformers": ["torch", "transformers", "pillow"]}.get(meta.framework, [])
-    return {"python_model": BundlePyfunc(), "artifacts": {"bundle": str(_payload(path))},
+    return {"python_model": sys.modules[__name__].BundlePyfunc(), "artifacts": {"bundle": str(_payload(path))},
             "code_paths": [str(COMPONENTS_DIR)], "pip_requirements": reqs}
 
 
-try:
-    from mlflow.pyfunc import PythonModel as _PythonModel
-except ImportError:  # serving and evaluate do not need mlflow to read a bundle
-    _PythonModel = object
+def _pyfunc_class() -> type:
+    """``mlflow.pyfunc.load_model(dir).predict(df)`` → ``Bundle.predict_frame(df)``.
+
+    Built on first use: importing MLflow takes seconds, and evaluate and serving read bundles
+    without it. ``components.bundle.BundlePyfunc`` (the name MLflow's pickle refers to) resolves here.
+    """
+    from mlflow.pyfunc import PythonModel
+
+    class BundlePyfunc(PythonModel):
+        def load_context(self, context) -> None:
+            self.bundle = load_bundle(context.artifacts["bundle"])
+
+        def __getstate__(self) -> dict:
+            # MLflow pickles this object after predicting on the input example; the loaded bundle is
+            # rebuilt from the artifacts by load_context, never pickled (a YOLO model holds locks).
+            return {}
+
+        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+            return self.bundle.predict_frame(pd.DataFrame(model_input))
+
+    BundlePyfunc.__qualname__ = BundlePyfunc.__name__  # pickled by reference, as a module attribute
+    return BundlePyfunc
 
 
-class BundlePyfunc(_PythonModel):
-    """``mlflow.pyfunc.load_model(dir).predict(df)`` → ``Bundle.predict_frame(df)``."""
-
-    def load_context(self, context) -> None:
-        self.bundle = load_bundle(context.artifacts["bundle"])
-
-    def __getstate__(self) -> dict:
-        # MLflow pickles this object after predicting on the input example; the loaded bundle is
-        # rebuilt from the artifacts by load_context, never pickled (a YOLO model holds locks).
-        return {}
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self.bundle.predict_frame(pd.DataFrame(model_input))
+def __getattr__(name: str):
+    if name == "BundlePyfunc":
+        globals()[name] = _pyfunc_class()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def read_json(path: str | Path) -> Any:

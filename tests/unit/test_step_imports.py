@@ -28,3 +28,20 @@ def test_data_register_and_deploy_steps_run_without_torch(regression_run, tmp_pa
     """)
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_reading_and_evaluating_a_bundle_needs_no_mlflow(regression_run, tmp_path):
+    """Importing MLflow takes seconds; evaluate and the model server read bundles without it."""
+    _, p = regression_run
+    script = textwrap.dedent(f"""
+        import sys
+        from components.bundle import load_bundle
+        from components.steps import evaluate
+        import serving.predictor
+        bundle = load_bundle("{p['model']}")
+        bundle.predict_frame(__import__("pandas").read_parquet("{p['test.parquet']}")[bundle.feature_names].head(3))
+        assert "mlflow" not in sys.modules, sorted(m for m in sys.modules if m.startswith("mlflow"))[:5]
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
