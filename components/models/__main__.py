@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..tasks import FAMILIES
 from .registry import list_models
 
 
@@ -14,7 +15,7 @@ def main(argv=None) -> int:
     ls.add_argument("--task")
     ls.add_argument("--tag")
     ls.add_argument("--framework")
-    ls.add_argument("--family", choices=["tabular", "timeseries", "image", "text"])
+    ls.add_argument("--family", choices=sorted(FAMILIES))
     show = sub.add_parser("show", help="print one model's parameters: type, default, allowed values")
     show.add_argument("name")
     args = parser.parse_args(argv)
