@@ -13,6 +13,7 @@ from components.tasks import images
 
 from .guard import RequestGuard, header_timeout_protocol
 from .predictor import BundlePredictor, PredictionTimeout
+from .reload import BundleRepository
 
 
 def _install_error_handlers() -> None:
@@ -125,21 +126,25 @@ def main() -> None:
                              "the server refuses to load other files. Deploy passes it.")
     parser.add_argument("--model_version", default=os.environ.get("MODEL_VERSION", ""),
                         help="The registered version served; reported in V2 model metadata (`versions`).")
+    parser.add_argument("--reload_file", default=os.environ.get("RELOAD_FILE", ""),
+                        help="JSON naming a new bundle (model_dir, version, digest): POST "
+                             "/v2/repository/models/<name>/load swaps it in without a restart. Deploy passes it.")
     args, _ = parser.parse_known_args()
     if args.workers != 1:
         parser.error("--workers must be 1 (the listen address and header timeout apply to one process); "
                      "scale with replicas instead")
-    if args.model_version:
-        from .version import report_version
+    from .version import report_version
 
-        report_version(args.model_version)
+    report_version()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not args.expected_digest and not args.model_dir.startswith("models:/"):
         logging.getLogger(__name__).warning("--model_dir %s is loaded without a registered digest to check its "
                                             "files against; pass --expected_digest", args.model_dir)
-    model = BundlePredictor(args.model_name, _local_model_dir(args.model_dir), args.max_batch_rows,
-                            args.max_batch_wait_ms, args.request_timeout_s, expected_digest=args.expected_digest,
-                            version=args.model_version)
+    def predictor(model_dir: str, version: str, digest: str) -> BundlePredictor:
+        return BundlePredictor(args.model_name, model_dir, args.max_batch_rows, args.max_batch_wait_ms,
+                               args.request_timeout_s, expected_digest=digest, version=version)
+
+    model = predictor(_local_model_dir(args.model_dir), args.model_version, args.expected_digest)
     from components import threads
 
     model.load()
@@ -149,8 +154,9 @@ def main() -> None:
     _return_large_buffers_to_the_os()
     model_server.app.add_middleware(RequestGuard, max_bytes=args.max_request_bytes, models={args.model_name},
                                     body_timeout_s=args.body_timeout_s)
+    repository = BundleRepository(args.reload_file, predictor) if args.reload_file else None
     _ModelServer(args.host, args.header_timeout_s, http_port=args.http_port, enable_grpc=False,
-                 workers=args.workers).start([model])
+                 workers=args.workers, registered_models=repository).start([model])
 
 
 if __name__ == "__main__":

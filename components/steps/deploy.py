@@ -445,9 +445,44 @@ def stop_local_server(name: str) -> None:
     _state_file(name).unlink(missing_ok=True)
 
 
+def _reload_file(name: str) -> Path:
+    return platform_home() / "serving" / f"{name}.reload.json"
+
+
+def _swap_in_place(name: str, model_dir: Path, port: int, version: str | None, previous: dict,
+                   timeout: float) -> dict | None:
+    """Have the running server load the new version beside the old and swap (KServe's repository
+    API, ``serving/reload.py``), instead of starting a process. Its new state, or None when it
+    could not: then the caller restarts the server as before."""
+    if not previous.get("reload_file"):
+        return None  # a server started before hot reload existed
+    target = {"model_dir": str(model_dir), "version": version or "",
+              "digest": registered_digest(name, version) if version else ""}
+    with atomic_path(previous["reload_file"]) as tmp:
+        tmp.write_text(json.dumps(target))
+    started = time.monotonic()
+    status, body = _http(f"http://127.0.0.1:{port}/v2/repository/models/{name}/load", "POST", timeout)
+    served = _served_versions(port, name)
+    if status != 200 or (version and served != [str(version)]):
+        log.warning("the %s server on port %d did not swap in version %s (HTTP %s %s; serves %s): restarting it",
+                    name, port, version or "?", status or "no answer", body[:300].decode(errors="replace"), served)
+        return None
+    log.info("the %s server on port %d (pid %d) now serves version %s: swapped in place in %.1f s, no restart",
+             name, port, previous["pid"], version or "?", time.monotonic() - started)
+    return {**previous, "version": version or "", "model_dir": str(model_dir), "swapped": time.time()}
+
+
+def _served_versions(port: int, name: str) -> list[str]:
+    status, body = _http(f"http://127.0.0.1:{port}/v2/models/{name}")
+    try:
+        return [str(v) for v in json.loads(body).get("versions") or []] if status == 200 else []
+    except ValueError:
+        return []
+
+
 def _launch(name: str, model_dir: Path, port: int, version: str | None, log_path: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "serving", "--model_dir", str(model_dir), "--model_name", name,
-           "--http_port", str(port)]
+           "--http_port", str(port), f"--reload_file={_reload_file(name)}"]
     if version:
         cmd.append(f"--model_version={version}")
         digest = registered_digest(name, version)
@@ -462,12 +497,12 @@ def _launch(name: str, model_dir: Path, port: int, version: str | None, log_path
                                 start_new_session=True)  # outlives this step's process
 
 
-def _http(url: str) -> tuple[int, bytes]:
+def _http(url: str, method: str = "GET", timeout: float = 2) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, b""
+        return exc.code, exc.read()
     except OSError:
         return 0, b""
 
@@ -532,7 +567,7 @@ def _start(name: str, model_dir: Path, port: int, version: str | None, timeout: 
         proc.wait()
         raise
     return {"pid": proc.pid, "port": port, "version": version or "", "model_dir": str(model_dir),
-            "log": str(log_path), "started": time.time()}
+            "log": str(log_path), "started": time.time(), "reload_file": str(_reload_file(name))}
 
 
 def _wait_port_free(port: int, timeout: float = 10.0) -> None:
@@ -545,8 +580,9 @@ def start_local_server(name: str, model_dir: Path, port: int, timeout: float = 1
     """Serve ``model_dir`` (registered ``version``) on 127.0.0.1:``port``; return its predict URL.
 
     * The port held by this model's previous server (the pid in the state file, alive, and that
-      model's server): it is stopped, then the new one started; if the new one fails, the previous
-      one is started again. On another port, the new one starts first and the previous one is
+      model's server): it loads the new version beside the old and swaps (``serving/reload.py``),
+      no restart; where it cannot, it is stopped, then a new one started, and if that fails, the
+      previous one is started again. On another port, the new one starts first and the previous one is
       stopped only once the new one is ready.
     * The port held by anything else: ``PortInUseError`` before anything is stopped.
     * The state file changes only once the new server is ready.
@@ -569,6 +605,10 @@ def start_local_server(name: str, model_dir: Path, port: int, timeout: float = 1
     if previous is None:
         _state_file(name).unlink(missing_ok=True)  # a stale record of a server that is gone
 
+    swapped = _swap_in_place(name, model_dir, port, version, previous, timeout) if in_place else None
+    if swapped is not None:
+        _write_state(name, swapped)
+        return f"http://127.0.0.1:{port}/v1/models/{name}:predict"
     if in_place:
         log.info("replacing the %s server on port %d (pid %d, version %s)", name, port, previous["pid"],
                  previous.get("version") or "?")

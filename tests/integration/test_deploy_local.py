@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import socket
+from pathlib import Path
 
 import pytest
 import requests
@@ -76,7 +77,8 @@ def test_a_port_held_by_another_process_is_refused_before_anything_is_stopped(se
     assert served_answer(requests.post(first["url"], json={"instances": [_row(p)]}, timeout=30)) == answer
 
 
-def test_redeploy_replaces_the_server_and_the_state_names_the_new_process(served, tmp_path):
+def test_redeploy_swaps_the_new_version_into_the_running_server(served, tmp_path):
+    """KServe's repository API: the running server loads version 2 beside 1 and swaps, no restart."""
     recipe, p, first, started = served
     name, port = recipe.registry.model_name, recipe.deploy.port
     old = read_state(name)
@@ -85,6 +87,25 @@ def test_redeploy_replaces_the_server_and_the_state_names_the_new_process(served
 
     better = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "e2", rmse=0.5), "run-2")
     assert better["alias"] == "champion" and better["version"] == "2"
+    second = deploy(recipe, None, registration=json.dumps(better))
+    new = read_state(name)
+    assert second["deployed"] and second["version"] == "2"
+    assert new["pid"] == old["pid"] and "swapped" in new, "the same process, a new bundle"
+    assert new["port"] == port and new["version"] == "2" and new["model_dir"].endswith("v2")
+    assert _served_versions(port, name) == ["2"], "V2 metadata names the version now served"
+    assert isinstance(requests.post(second["url"], json={"instances": [_row(p)]}, timeout=30).json()
+                      ["predictions"][0], float)
+
+
+def test_a_server_that_cannot_swap_is_replaced_and_the_state_names_the_new_process(served, tmp_path):
+    """A server started without a reload file (an older one) is stopped and a new one started."""
+    recipe, p, first, started = served
+    name, port = recipe.registry.model_name, recipe.deploy.port
+    old = read_state(name)
+    state_file = Path(old["log"]).with_name(f"{name}.json")
+    state_file.write_text(json.dumps({k: v for k, v in old.items() if k != "reload_file"}))
+
+    better = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "e2", rmse=0.5), "run-2")
     second = deploy(recipe, None, registration=json.dumps(better))
     new = read_state(name)
     started.append(new["pid"])

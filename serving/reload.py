@@ -1,0 +1,42 @@
+"""Swap the served bundle inside a running server: KServe's model repository extension.
+
+``POST /v2/repository/models/<name>/load`` makes the server read its reload file (``--reload_file``,
+written by deploy: the new bundle's directory, registered version and digest), load that bundle
+beside the one serving (digest checked before anything is unpickled, warm-up included), and only
+then put it in the old one's place. Requests already running finish on the old bundle; a bundle
+that fails to load leaves the old one serving and the load call answers an error. This replaces
+starting a new process (seconds of imports and warm-up) when a new version is deployed in place.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Callable
+
+from kserve import ModelRepository
+
+log = logging.getLogger(__name__)
+
+
+class BundleRepository(ModelRepository):
+    def __init__(self, reload_file: str, make_predictor: Callable[[str, str, str], object]):
+        super().__init__()
+        self.reload_file, self.make_predictor = Path(reload_file), make_predictor
+        self._lock = asyncio.Lock()
+
+    async def load(self, name: str) -> bool:
+        if self.get_model(name) is None:
+            raise KeyError(f"this server serves {sorted(self.get_models())}, not {name!r}")
+        if not self.reload_file.is_file():
+            raise FileNotFoundError(f"no reload file {self.reload_file}: deploy writes it before asking to reload")
+        target = json.loads(self.reload_file.read_text())
+        async with self._lock:  # one swap at a time
+            new = self.make_predictor(target["model_dir"], target.get("version", ""), target.get("digest", ""))
+            await asyncio.to_thread(new.load)  # the old bundle keeps answering meanwhile
+            old = self.get_model(name)
+            self.update(new)
+        log.info("%s: now serving version %s from %s (was version %s)", name, new.version or "?",
+                 target["model_dir"], getattr(old, "version", "?") or "?")
+        return True
