@@ -38,6 +38,7 @@ bench: setup         ## benchmarks (figures in README): training loop, windowing
 	$(BIN)/python tests/benchmarks/bench_california.py
 	$(BIN)/python tests/benchmarks/bench_batch_predict.py
 	$(BIN)/python tests/benchmarks/bench_threads.py
+	$(BIN)/python tests/benchmarks/bench_dag.py
 
 compile: setup       ## pipelines/compiled/pipeline.yaml for the KFP UI
 	$(BIN)/python pipelines/compile.py --recipe $(RECIPE)
