@@ -67,11 +67,14 @@ def in_one_process(epochs: int, tmp: Path) -> tuple[float, dict[str, float]]:
     timed("preprocess", preprocess.preprocess, recipe, str(d / "raw.parquet"), str(d / "clean.parquet"),
           str(d / "schema.json"), str(d / "report.md"))
     timed("split", split.split, recipe, str(d / "clean.parquet"), *(str(d / f"{p}.parquet") for p in ("tr", "va", "te")))
+    # The same calls, with the same outputs, as the KFP components make (pipelines/kfp_steps.py).
     timed("train", train.train, recipe, str(d / "tr.parquet"), str(d / "va.parquet"), str(d / "schema.json"),
-          str(d / "model"))
-    timed("evaluate", evaluate.evaluate, recipe, str(d / "model"), str(d / "te.parquet"), str(d / "eval"))
-    registered = timed("register", register.register, recipe, str(d / "model"), str(d / "eval"), "bench")
-    timed("deploy", deploy.deploy, recipe, None, registered)
+          str(d / "model"), str(d / "curve.html"))
+    timed("evaluate", evaluate.evaluate, recipe, str(d / "model"), str(d / "te.parquet"), str(d / "eval"),
+          str(d / "report.html"), str(d / "schema.json"), str(d / "report.md"), str(d / "card.html"))
+    registered = timed("register", register.register, recipe, str(d / "model"), str(d / "eval"), "bench",
+                       str(d / "schema.json"), str(d / "report.md"))
+    timed("deploy", deploy.deploy, recipe, str(d / "isvc.yaml"), registered)
     wall = time.perf_counter() - started
     deploy.stop_local_server(recipe.registry.model_name)
     return wall, times
