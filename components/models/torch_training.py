@@ -31,12 +31,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _optimizer(params, spec) -> torch.optim.Optimizer:
-    # foreach: one multi-tensor update per step instead of a Python loop over parameters (CPU too)
+    """Fused kernels (one update for all parameters, CPU and CUDA) where torch has them; else foreach
+    (one multi-tensor update per step instead of a Python loop over parameters)."""
+    params = list(params)
     if spec.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=spec.learning_rate, momentum=0.9, weight_decay=spec.weight_decay,
-                               foreach=True)
-    cls = torch.optim.AdamW if spec.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=spec.learning_rate, weight_decay=spec.weight_decay, foreach=True)
+        cls, options = torch.optim.SGD, {"momentum": 0.9}
+    else:
+        cls, options = (torch.optim.AdamW if spec.optimizer == "adamw" else torch.optim.Adam), {}
+    try:
+        return cls(params, lr=spec.learning_rate, weight_decay=spec.weight_decay, fused=True, **options)
+    except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device or dtype
+        return cls(params, lr=spec.learning_rate, weight_decay=spec.weight_decay, foreach=True, **options)
 
 
 def soft_f1_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -107,14 +112,21 @@ def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) ->
             if has_bn and len(xb) == 1:
                 continue  # BatchNorm cannot normalise a batch of one
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            if use_amp:
+                with torch.autocast(device_type=device.type, dtype=torch.float16):
+                    loss = loss_fn(forward(xb), yb)
+                scaler.scale(loss).backward()
+                if spec.grad_clip:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(net.parameters(), spec.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+            else:  # the plain step: no autocast context or scaler calls on every batch
                 loss = loss_fn(forward(xb), yb)
-            scaler.scale(loss).backward()
-            if spec.grad_clip:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(net.parameters(), spec.grad_clip)
-            scaler.step(opt)
-            scaler.update()
+                loss.backward()
+                if spec.grad_clip:
+                    nn.utils.clip_grad_norm_(net.parameters(), spec.grad_clip)
+                opt.step()
             total += loss.detach() * len(xb)  # stays on the device: no sync per batch
         val_loss = _evaluate_loss(forward, val, loss_fn, bs, use_amp, device)
         if sched is not None:
