@@ -17,6 +17,8 @@ from typing import Callable
 
 from kserve import ModelRepository
 
+from components.model_source import check_model_source
+
 log = logging.getLogger(__name__)
 
 
@@ -32,6 +34,12 @@ class BundleRepository(ModelRepository):
         if not self.reload_file.is_file():
             raise FileNotFoundError(f"no reload file {self.reload_file}: deploy writes it before asking to reload")
         target = json.loads(self.reload_file.read_text())
+        current = self.get_model(name)
+        # The load endpoint has no authentication: what it swaps in must pass the checks a start does.
+        check_model_source(target["model_dir"], "the reload file's model_dir")
+        if getattr(current, "expected_digest", "") and not target.get("digest"):
+            raise PermissionError(f"{name} serves a bundle checked against its registered digest; the reload "
+                                  "file names none for the new one, so nothing is swapped in")
         async with self._lock:  # one swap at a time
             new = self.make_predictor(target["model_dir"], target.get("version", ""), target.get("digest", ""))
             await asyncio.to_thread(new.load)  # the old bundle keeps answering meanwhile

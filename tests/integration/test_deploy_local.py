@@ -97,6 +97,21 @@ def test_redeploy_swaps_the_new_version_into_the_running_server(served, tmp_path
                       ["predictions"][0], float)
 
 
+def test_a_reload_without_a_digest_or_for_another_model_swaps_nothing(served, tmp_path):
+    """The load endpoint is unauthenticated: a reload file naming no digest (for a server that checks
+    one) or a load for a model this server does not hold is refused, and version 1 keeps serving."""
+    recipe, p, first, started = served
+    name, port = recipe.registry.model_name, recipe.deploy.port
+    state = read_state(name)
+    Path(state["reload_file"]).write_text(json.dumps({"model_dir": state["model_dir"], "version": "9"}))
+    for model in (name, "someone-else"):
+        resp = requests.post(f"http://127.0.0.1:{port}/v2/repository/models/{model}/load", timeout=30)
+        assert resp.status_code >= 400, resp.text
+    assert _served_versions(port, name) == ["1"] and read_state(name)["pid"] == state["pid"]
+    assert isinstance(requests.post(first["url"], json={"instances": [_row(p)]}, timeout=30).json()
+                      ["predictions"][0], float)
+
+
 def test_a_server_that_cannot_swap_is_replaced_and_the_state_names_the_new_process(served, tmp_path):
     """A server started without a reload file (an older one) is stopped and a new one started."""
     recipe, p, first, started = served
