@@ -8,10 +8,13 @@ so a missing declaration fails loudly in tests instead of silently reusing a sta
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, get_args
 
@@ -55,6 +58,50 @@ def step_logging() -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "botocore", "alembic", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    _exit_once_output_is_written()
+
+
+def _exit_once_output_is_written() -> None:
+    """Skip the interpreter's teardown once KFP's executor has written this step's output.
+
+    Tearing down torch, scikit-learn, matplotlib and MLflow modules takes 0.4–2.6 s per step on
+    2 cores, time in which kfp.local (and KFP's launcher on a cluster) waits for the process to
+    end. Registered before the step imports those libraries, so their own exit handlers (atexit
+    runs last-registered first) have all run by the time this one ends the process. A step that
+    failed (an exception, sys.exit) has written no output file and exits the normal way.
+    """
+    output = _executor_output_file()
+    if output is None:
+        return
+    started = time.time()
+
+    def exit_now() -> None:
+        failed = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)  # an uncaught exception
+        if failed is not None or not output.is_file() or output.stat().st_mtime < started:
+            return
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(0)
+
+    atexit.register(exit_now)
+
+
+def _executor_output_file() -> Path | None:
+    """The output file named in ``--executor_input`` when KFP's executor runs this process."""
+    argv = sys.argv
+    try:
+        raw = argv[argv.index("--executor_input") + 1]
+    except (ValueError, IndexError):
+        raw = next((a.split("=", 1)[1] for a in argv if a.startswith("--executor_input=")), None)
+    try:
+        output = json.loads(raw)["outputs"]["outputFile"] if raw else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return Path(output) if output else None
 
 
 def resolve_recipe(recipe_json: str, **knobs) -> Recipe:

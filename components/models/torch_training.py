@@ -75,7 +75,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     """Call before building the network, so initial weights are seeded too."""
     torch.manual_seed(seed)
     np.random.seed(seed)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if deterministic or torch.are_deterministic_algorithms_enabled():  # the call imports torch._dynamo: ~1.5 s
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) -> list[dict[str, float]]:
