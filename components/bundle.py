@@ -24,6 +24,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from .tasks import family
+from .tasks.instances import INSTANCE_TASKS, answers as instance_answers, encode as encode_instances
 
 PAYLOAD = Path("artifacts") / "bundle"
 COMPONENTS_DIR = Path(__file__).resolve().parent
@@ -63,13 +64,14 @@ class Bundle:
         return self.family.model_inputs(self.meta, self.transform, records)
 
     def predict(self, records) -> np.ndarray | list[dict]:
-        """Regression: values in target units. Classification: class names. Detection: per image
-        ``{"boxes": [[x0, y0, x1, y1], ...] (pixels), "labels": [class], "scores": [...]}``.
+        """Regression: values in target units. Classification: class names. Detection (and segmentation,
+        pose, obb): per image ``{"boxes": [[x0, y0, x1, y1], ...] (pixels), "labels": [class], "scores": [...]}``
+        plus the task's masks, keypoints or rotated boxes (``tasks/instances.py``).
         Generation: per prompt ``{"generated_text": ..., "tokens": n}``."""
         raw = self.adapter.predict_raw(self.features(records))
         if self.meta.task == "generation":
             return raw
-        if self.meta.task == "detection":
+        if self.meta.task in INSTANCE_TASKS:
             return self.detections(raw)
         if self.meta.task == "regression":
             offset = self.family.prediction_offset(self.meta, records)
@@ -77,10 +79,13 @@ class Bundle:
         return np.asarray(self.meta.classes, dtype=object)[raw.argmax(axis=1)]
 
     def detections(self, raw) -> list[dict]:
-        """The adapter's raw detections as answers: boxes (xyxy, pixels, to 0.01 px), class names, scores."""
-        return [{"boxes": np.round(np.asarray(d["boxes"], dtype=float).reshape(-1, 4), 2).tolist(),
-                 "labels": [self.meta.classes[int(c)] for c in d["classes"]],
-                 "scores": np.round(np.asarray(d["scores"], dtype=float), 5).tolist()} for d in raw]
+        """The adapter's raw instances as answers: boxes (xyxy, pixels, to 0.01 px), class names, scores, and
+        the task's mask polygons, keypoints or rotated boxes."""
+        return instance_answers(raw, self.meta.classes)
+
+    def validate(self, records, truth: list[dict]) -> dict[str, float]:
+        """Segmentation, pose, obb: the model's own validator (Ultralytics') on these images and labels."""
+        return self.adapter.validate(self.features(records), encode_instances(truth, self.meta.classes))
 
     def language_metrics(self, texts: list[str]) -> dict[str, float]:
         """Generation: mean token negative log-likelihood of the texts (``loss``) and its exp (``perplexity``)."""
@@ -97,8 +102,8 @@ class Bundle:
             records = self.family.frame_records(self.meta, records)
         if self.meta.task == "regression":
             return pd.DataFrame({"prediction": self.predict(records)})
-        if self.meta.task == "detection":
-            return pd.DataFrame(self.predict(records), columns=["boxes", "labels", "scores"])
+        if self.meta.task in INSTANCE_TASKS:
+            return pd.DataFrame(self.predict(records))
         if self.meta.task == "generation":
             return pd.DataFrame(self.predict(records), columns=["generated_text", "tokens"])
         proba = self.predict_proba(records)
@@ -124,8 +129,8 @@ class Bundle:
             self.adapter.save(payload / "model")
             for name, src in (extra_files or {}).items():
                 shutil.copy(src, payload / name)
-            # Detection answers hold variable-length lists, which an MLflow signature cannot describe.
-            signature = None if self.meta.task == "detection" else infer_signature(example, self.predict_frame(example))
+            # Instance answers hold variable-length lists, which an MLflow signature cannot describe.
+            signature = None if self.meta.task in INSTANCE_TASKS else infer_signature(example, self.predict_frame(example))
             mlflow.pyfunc.save_model(str(path), signature=signature, input_example=example, **pyfunc_spec(payload))
 
 

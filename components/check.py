@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .errors import DataError, RecipeError
 from .gate import GATE_RE
 from .tasks import family_for
+from .tasks.instances import INSTANCE_TASKS, kind as instance_kind
 
 if TYPE_CHECKING:  # the recipe's command line calls check: a run-time import would close a circle
     from .recipe import Recipe
@@ -25,7 +26,7 @@ TASK_METRICS = {
     "regression": ("mae", "mse", "rmse", "r2"),
     "classification": ("accuracy", "precision", "recall", "f1", "log_loss", "roc_auc", "pr_auc", "top5_accuracy",
                        "best_threshold", "f1_at_best_threshold", "f1_at_0.5"),
-    "detection": ("map50", "map50_95", "precision", "recall"),
+    **{task: instance_kind(task).metrics for task in INSTANCE_TASKS},  # detection, segmentation, pose, obb
     "generation": ("perplexity", "loss"),
 }
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ def _metrics(recipe: Recipe) -> list[str | None]:
 TUNE_METRICS = {"regression": ("val_loss", *TASK_METRICS["regression"]),
                 "classification": ("val_loss", "accuracy", "precision", "recall", "f1", "log_loss", "roc_auc",
                                    "pr_auc", "top5_accuracy"),
-                "detection": ("val_loss",), "generation": ("val_loss",)}
+                **{task: ("val_loss",) for task in INSTANCE_TASKS}, "generation": ("val_loss",)}
 
 
 def _tune(recipe: Recipe) -> list[str | None]:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-Task = Literal["regression", "classification", "detection", "generation"]
+Task = Literal["regression", "classification", "detection", "segmentation", "pose", "obb", "generation"]
 Imputation = Literal["mean", "median", "most_frequent", "drop"]
 from .gate import GATE_RE  # noqa: E402  (defined there; re-exported)
 # The registered model name is also the KServe InferenceService name (a DNS-1035 label), and
@@ -35,6 +35,7 @@ MAX_VALUES = 20_000          # values after YAML aliases are expanded
 
 from .errors import RecipeError  # noqa: E402,F401  (defined there; re-exported for `from components.recipe import RecipeError`)
 from .tasks import family, family_name, family_sections  # noqa: E402  (the table only; modules load on use)
+from .tasks.instances import INSTANCE_TASKS, kind as instance_kind  # noqa: E402  (detection, segmentation, pose, obb)
 
 
 class _Section(BaseModel):
@@ -149,7 +150,8 @@ class TimeSeriesSpec(_Section):
 
 
 class ImageSpec(_Section):
-    """Image datasets: a folder per class (classification), YOLO or COCO layout (detection)."""
+    """Image datasets: a folder per class (classification), YOLO or COCO layout (detection, segmentation, pose,
+    obb: see components/tasks/instances.py)."""
     layout: Literal["auto", "imagefolder", "yolo", "coco"] = Field(
         "auto", description="auto: data.yaml → yolo, a COCO .json → coco, else imagefolder.")
     size: int | None = Field(None, gt=0, description="Square input size; the model's pretrained config if unset.")
@@ -292,7 +294,8 @@ class Recipe(_Section):
     task: Task
     data: DataSpec
     timeseries: TimeSeriesSpec | None = Field(None, description="Present for the time-series task family.")
-    image: ImageSpec | None = Field(None, description="Present for image classification and detection.")
+    image: ImageSpec | None = Field(None, description="Present for image classification, detection, segmentation, "
+                                    "pose and oriented boxes (obb).")
     text: TextSpec | None = Field(None, description="Present for text classification.")
     textgen: TextGenSpec | None = Field(None, description="Present for text generation (task 'generation').")
     preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
@@ -380,8 +383,11 @@ class Recipe(_Section):
     # --- derived facts ------------------------------------------------------------------
     @property
     def primary_metric(self) -> str:
-        return self.evaluate.primary_metric or {"regression": "rmse", "detection": "map50_95",
-                                                "generation": "perplexity"}.get(self.task, "f1")
+        if self.evaluate.primary_metric:
+            return self.evaluate.primary_metric
+        if self.task in INSTANCE_TASKS:
+            return instance_kind(self.task).primary_metric
+        return {"regression": "rmse", "generation": "perplexity"}.get(self.task, "f1")
 
     @property
     def family(self) -> str:

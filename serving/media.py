@@ -4,7 +4,10 @@ answers with timings.
 V1  ``{"instances": ["<base64 image>" | {"b64": "..."}, ...]}`` (texts: strings or {"text": ...})
 V2  one BYTES input of shape [n]: base64 images (or raw bytes), or the texts.
 Classification answers carry the family's top-k labels with probabilities; detection answers
-boxes (xyxy, pixels), class names and scores. Every answer carries ``timings_ms``: preprocess
+boxes (xyxy, pixels), class names and scores, and segmentation, pose and obb answers add per
+instance the mask as a polygon ``masks`` [[x, y], ...] (pixels), ``keypoints`` [[x, y, conf], ...]
+or the rotated box as ``rotated_boxes`` [cx, cy, w, h, r] (r in radians) and its ``corners``
+[[x, y] x 4]; V2 answers one BYTES output ``detections`` holding each image's answer as JSON. Every answer carries ``timings_ms``: preprocess
 (decoding), inference (the model call) and postprocess (building the answer).
 
 The family bounds a request before it is decoded (images: each image's pixels read from its
@@ -21,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from kserve import InferOutput
+
+from components.tasks.instances import INSTANCE_TASKS
 
 
 # One thread decodes, one request's images at a time: decoded pixels in memory stay within one
@@ -52,7 +57,7 @@ class MediaModel:
 
     def _answers(self, raw) -> list[dict]:
         classes = self.bundle.meta.classes
-        if self.bundle.meta.task == "detection":
+        if self.bundle.meta.task in INSTANCE_TASKS:
             return self.bundle.detections(raw)
         if self.bundle.meta.task == "generation":  # per prompt {"generated_text", "tokens"}
             return list(raw)
@@ -65,7 +70,7 @@ class MediaModel:
 
     def v2_outputs(self, answers: list[dict]) -> list[InferOutput]:
         n = len(answers)
-        if self.bundle.meta.task == "detection":
+        if self.bundle.meta.task in INSTANCE_TASKS:
             return [InferOutput("detections", [n], "BYTES", [json.dumps(a) for a in answers])]
         if self.bundle.meta.task == "generation":
             return [InferOutput("generated_text", [n], "BYTES", [a["generated_text"] for a in answers]),

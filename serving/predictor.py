@@ -27,6 +27,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InferenceError, InvalidInput
 
 from components.bundle import Bundle, load_bundle
+from components.tasks.instances import INSTANCE_TASKS
 from components.tasks.tabular import unseen_categories
 from components.errors import InvalidInputError, RequestTooLarge
 from components.model_source import verify_bundle
@@ -204,7 +205,7 @@ class BundlePredictor(Model):
         meta = self.bundle.meta
         if meta.task == "regression":
             return [{"name": "prediction", "datatype": "FP64", "shape": [-1]}]
-        if meta.task == "detection":
+        if meta.task in INSTANCE_TASKS:  # detection, segmentation, pose, obb: each image's answer as JSON
             return [{"name": "detections", "datatype": "BYTES", "shape": [-1]}]
         if meta.task == "generation":
             return [{"name": "generated_text", "datatype": "BYTES", "shape": [-1]},

@@ -3,9 +3,14 @@ Ultralytics' own trainer with the recipe mapped onto its arguments, fully offlin
 
 Models are built from their YAML (``yolo11n.yaml``: random weights) unless ``pretrained`` is on,
 which loads ``<name>.pt`` (from the Ultralytics weights directory, or downloaded where network
-is allowed). The trained ``best.pt`` is saved inside the bundle. The platform feeds detection
-(YOLO/COCO data) and classification (ImageFolder) recipes; segment, pose and OBB models are in
-the catalog and build, but load reads no polygon, keypoint or rotated-box labels yet.
+is allowed). The trained ``best.pt`` is saved inside the bundle. The platform feeds detection,
+segmentation, pose and OBB (YOLO/COCO data) and classification (ImageFolder) recipes.
+
+Instance targets arrive per image as ``{"boxes" [m, 4] xyxy px, "classes", and "polygons" (segment:
+[x1, y1, ...] px per instance), "keypoints" (pose: [x, y, v] * K px) or "corners" (obb: 4 points px)}``
+and are written back as the YOLO label lines Ultralytics trains and validates from. Predictions add
+``masks`` (polygons, px), ``keypoints`` ([K, 3]: x, y, confidence) or ``rotated_boxes`` (xywhr) and
+``corners``. ``validate`` runs Ultralytics' own validator: box, mask and pose mAP.
 """
 from __future__ import annotations
 
@@ -67,8 +72,7 @@ class YoloAdapter(Adapter):
                 losses = trainer.label_loss_items(trainer.tloss, prefix="train")
                 row = {"epoch": trainer.epoch + 1, "train_loss": float(sum(losses.values())),
                        "val_loss": float(sum(v for k, v in trainer.metrics.items() if k.startswith("val/")))}
-                row.update({k.split("/")[-1].replace("(B)", ""): float(v) for k, v in trainer.metrics.items()
-                            if k.startswith("metrics/")})
+                row.update(platform_metrics(trainer.metrics))
                 history.append(row)
                 callback(row)
 
@@ -119,8 +123,17 @@ class YoloAdapter(Adapter):
                                        iou=self.params.get("iou", 0.7), device="cpu", verbose=False)
         if self.params["yolo_task"] == "classify":
             return np.stack([r.probs.data.cpu().numpy() for r in results])
-        return [{"boxes": r.boxes.xyxy.cpu().numpy(), "scores": r.boxes.conf.cpu().numpy(),
-                 "classes": r.boxes.cls.cpu().numpy().astype(int)} for r in results]
+        return [_instances(r, self.params["yolo_task"]) for r in results]
+
+    def validate(self, X, y) -> dict[str, float]:
+        """Ultralytics' validator on these images and (encoded) targets: box mAP, and mask / pose mAP for
+        segment / pose models, as platform metric names (``map50``, ``mask_map50_95``, ``pose_map50``, ...)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            data = _write_yolo(Path(tmp) / "data", [], [], X, y, [str(i) for i in range(self.n_classes)])
+            result = self._yolo().val(data=str(data), split="val", imgsz=self._imgsz(), batch=16, device="cpu",
+                                      workers=0, plots=False, verbose=False, project=str(Path(tmp) / "runs"),
+                                      name="val", exist_ok=True)
+        return platform_metrics(result.results_dict)
 
     def _save_weights(self, directory: Path) -> None:
         (directory / "weights.pt").write_bytes(self.weights_)
@@ -129,23 +142,75 @@ class YoloAdapter(Adapter):
         self.weights_, self._model = (directory / "weights.pt").read_bytes(), None
 
 
+# Ultralytics' metric names → the platform's: (B)ox, (M)ask, (P)ose.
+_PREFIX = {"B": "", "M": "mask_", "P": "pose_"}
+_NAME = {"precision": "precision", "recall": "recall", "mAP50": "map50", "mAP50-95": "map50_95"}
+
+
+def platform_metrics(metrics: dict) -> dict[str, float]:
+    """``metrics/mAP50-95(M)`` → ``mask_map50_95``; other keys (losses, fitness) are left out."""
+    out = {}
+    for key, value in metrics.items():
+        name, _, part = key.removeprefix("metrics/").rstrip(")").partition("(")
+        if key.startswith("metrics/") and name in _NAME and part in _PREFIX:
+            out[_PREFIX[part] + _NAME[name]] = float(value)
+    return out
+
+
+def _instances(r, yolo_task: str) -> dict[str, Any]:
+    """One Ultralytics result → boxes, scores, classes and the task's masks, keypoints or rotated boxes."""
+    boxes = r.obb if yolo_task == "obb" else r.boxes
+    out = {"boxes": boxes.xyxy.cpu().numpy(), "scores": boxes.conf.cpu().numpy(),
+           "classes": boxes.cls.cpu().numpy().astype(int)}
+    if yolo_task == "obb":
+        out["rotated_boxes"] = list(r.obb.xywhr.cpu().numpy())  # cx, cy, w, h, r (radians)
+        out["corners"] = list(r.obb.xyxyxyxy.cpu().numpy())
+    if yolo_task == "segment":  # a polygon [p, 2] per instance, pixels of the input image
+        out["masks"] = list(r.masks.xy) if r.masks is not None else []
+    if yolo_task == "pose":  # [K, 3] per instance: x, y, confidence
+        out["keypoints"] = list(r.keypoints.data.cpu().numpy()) if r.keypoints is not None else []
+    return out
+
+
+def _label_line(target: dict, n: int, w: int, h: int) -> str:
+    """Instance ``n`` of an image's target as a YOLO label line, normalised by width and height."""
+    scale = np.array([w, h])
+    c = int(target["classes"][n])
+    if "polygons" in target:
+        values = (np.asarray(target["polygons"][n]).reshape(-1, 2) / scale).ravel()
+    elif "corners" in target:
+        values = (np.asarray(target["corners"][n]).reshape(-1, 2) / scale).ravel()
+    else:
+        x0, y0, x1, y1 = np.asarray(target["boxes"]).reshape(-1, 4)[n]
+        values = np.array([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h])
+        if "keypoints" in target:
+            kpts = np.asarray(target["keypoints"][n], dtype=float).reshape(-1, 3) / [w, h, 1]
+            values = np.concatenate([values, kpts.ravel()])
+    return f"{c} " + " ".join(f"{v:.6f}" for v in values)
+
+
 def _write_yolo(root: Path, X, y, X_val, y_val, names: list[str]) -> Path:
-    """The YOLO layout Ultralytics trains from: images + normalised labels, absolute paths."""
+    """The YOLO layout Ultralytics trains from: images + normalised labels, absolute paths (pose:
+    ``kpt_shape`` from the keypoints). With no train images, train names the val images."""
     from PIL import Image
 
+    kpt_shape = None
     for split, images, targets in (("train", X, y), ("val", X_val, y_val)):
         (root / split / "images").mkdir(parents=True)
         (root / split / "labels").mkdir(parents=True)
         for n, (image, target) in enumerate(zip(images, targets)):
             h, w = image.shape[:2]
             Image.fromarray(image).save(root / split / "images" / f"{n:06d}.png")
-            rows = [f"{c} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
-                    for (x0, y0, x1, y1), c in zip(np.asarray(target["boxes"]).reshape(-1, 4), target["classes"])]
+            rows = [_label_line(target, i, w, h) for i in range(len(target["classes"]))]
             (root / split / "labels" / f"{n:06d}.txt").write_text("\n".join(rows))
-    spec = root / "data.yaml"
-    spec.write_text(json.dumps({"path": str(root), "train": "train/images", "val": "val/images",
-                                "names": dict(enumerate(names))}))
-    return spec
+            if target.get("keypoints") is not None and len(target["keypoints"]):
+                kpt_shape = [len(np.asarray(target["keypoints"][0]).ravel()) // 3, 3]
+    spec = {"path": str(root), "train": "train/images" if len(X) else "val/images", "val": "val/images",
+            "names": dict(enumerate(names))}
+    if kpt_shape:
+        spec["kpt_shape"] = kpt_shape
+    (root / "data.yaml").write_text(json.dumps(spec))
+    return root / "data.yaml"
 
 
 def _write_classify(root: Path, X, y, X_val, y_val, names: list[str]) -> Path:

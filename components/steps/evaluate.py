@@ -16,6 +16,7 @@ from ..bundle import PAYLOAD, load_bundle, read_json
 from ..model_card import bootstrap_ci, markdown_card, permutation_importance, to_html
 from ..recipe import GATE_RE, Recipe
 from ..storage import atomic_path
+from ..tasks.instances import INSTANCE_TASKS, kind as instance_kind
 
 log = logging.getLogger(__name__)
 LOWER_IS_BETTER = {"mae", "mse", "rmse", "log_loss", "perplexity", "loss"}
@@ -156,10 +157,12 @@ def evaluate(recipe: Recipe, model_path: str, test_path: str, eval_dir: str, rep
         if bundle.meta.task == "generation":
             metrics = bundle.language_metrics(records)
             result["samples"] = generation_samples(bundle, records)
-        elif bundle.meta.task == "detection":
-            predictions = bundle.predict(records)
-            metrics = detection_metrics(y_raw, predictions, bundle.meta.classes)
-            images.append(plots.detections(records[0], y_raw[0], predictions[0], tmp / "sample_detections.png"))
+        elif bundle.meta.task in INSTANCE_TASKS:
+            # segmentation, pose, obb: mask / pose / rotated-box mAP from the model's validator (Ultralytics')
+            metrics = (bundle.validate(records, y_raw) if instance_kind(bundle.meta.task).validator
+                       else detection_metrics(y_raw, bundle.predict(records), bundle.meta.classes))
+            images.append(plots.detections(records[0], y_raw[0], bundle.predict(records[:1])[0],
+                                           tmp / "sample_detections.png"))
         elif bundle.meta.task == "regression":
             y_true, y_pred = np.asarray(y_raw, dtype=float), bundle.predict(records)
             metrics = regression_metrics(y_true, y_pred)

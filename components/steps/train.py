@@ -15,6 +15,7 @@ from ..models import build_adapter, get_entry
 from ..recipe import Recipe
 from ..storage import atomic_path
 from ..tasks import family_for
+from ..tasks.instances import INSTANCE_TASKS, encode as encode_instances
 from ..tasks.tabular import category_cardinalities
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,9 @@ def encode_target(y, meta: BundleMeta):
         return ((np.asarray(y, dtype=np.float64) - meta.target_mean) / meta.target_std).astype(np.float32)
     if meta.task == "generation":
         return y  # a text is its own target
+    if meta.task in INSTANCE_TASKS:
+        return encode_instances(y, meta.classes)
     index = {c: i for i, c in enumerate(meta.classes)}
-    if meta.task == "detection":
-        return [{"boxes": t["boxes"], "classes": np.array([index[c] for c in t["labels"]], dtype=np.int64)} for t in y]
     return pd.Series(y).astype(str).map(index).to_numpy(dtype=np.int64)
 
 

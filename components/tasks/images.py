@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, InvalidInputError, RequestTooLarge
+from . import instances
 from .base import Family, FitInputs, TestInputs, one_bytes_input
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,8 @@ def read_imagefolder(root: Path) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows), classes
 
 
-def read_yolo(root: Path) -> tuple[pd.DataFrame, list[str]]:
+def read_yolo(root: Path, task: str = "detection") -> tuple[pd.DataFrame, list[str]]:
+    """YOLO layout; each label line is read and checked as the task's kind says (``instances.py``)."""
     import yaml
 
     spec_path = root / "data.yaml" if (root / "data.yaml").is_file() else root / "dataset.yaml"
@@ -117,6 +119,8 @@ def read_yolo(root: Path) -> tuple[pd.DataFrame, list[str]]:
         names = [names[k] for k in sorted(names)]
     if not names:
         raise DataError(f"{spec_path} has no 'names'; expected the class names as a list or {{id: name}}")
+    kind_spec = instances.yolo_spec(task, spec, spec_path)
+    column = instances.kind(task).column
     images = {p.stem: p for p in sorted((root / "images").rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES}
     labels = {p.stem: p for p in sorted((root / "labels").rglob("*.txt"))}
     if not images:
@@ -129,29 +133,23 @@ def read_yolo(root: Path) -> tuple[pd.DataFrame, list[str]]:
     for stem, path in images.items():
         data = path.read_bytes()
         w, h = _check_image(path, data)
-        boxes, box_labels = [], []
+        row = {"image": data, "name": str(path.relative_to(root)), "width": w, "height": h, "boxes": [],
+               "box_labels": [], **({column: []} if column else {})}
         lines = labels[stem].read_text().split("\n") if stem in labels else []  # no label file: background
-        for n, line in enumerate(line for line in lines if line.strip()):
-            where = f"{labels[stem]} line {n + 1}"
-            try:
-                cls, cx, cy, bw, bh = (float(v) for v in line.split()[:5])
-            except ValueError:
-                raise DataError(f"{where}: {line!r} is not 'class cx cy w h'") from None
-            if not (cls.is_integer() and 0 <= cls < len(names)):
-                raise DataError(f"{where}: class index {cls:g} is out of range; expected 0..{len(names) - 1} "
-                                f"({names})")
-            x0, y0, x1, y1 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
-            if min(x0, y0) < -1e-3 or max(x1, y1) > 1 + 1e-3 or bw <= 0 or bh <= 0:
-                raise DataError(f"{where}: box {line.split()[1:5]} lies outside the image; expected normalised "
-                                "cx, cy, w, h with the box inside [0, 1]")
-            boxes.append([max(x0, 0) * w, max(y0, 0) * h, min(x1, 1) * w, min(y1, 1) * h])
-            box_labels.append(names[int(cls)])
-        rows.append({"image": data, "name": str(path.relative_to(root)), "width": w, "height": h,
-                     "boxes": boxes, "box_labels": box_labels})
+        for n, line in enumerate(lines):
+            if line.strip():
+                box, label, extra = instances.parse_yolo_line(task, line, f"{labels[stem]} line {n + 1}", names,
+                                                              kind_spec, (w, h))
+                row["boxes"].append(box)
+                row["box_labels"].append(label)
+                if column:
+                    row[column].append(extra)
+        rows.append(row)
     return pd.DataFrame(rows), list(names)
 
 
-def read_coco(root: Path) -> tuple[pd.DataFrame, list[str]]:
+def read_coco(root: Path, task: str = "detection") -> tuple[pd.DataFrame, list[str]]:
+    """COCO JSON: boxes, and for segmentation / pose the polygons / keypoints (``instances.py``)."""
     spec_path = sorted(root.glob("*.json"))[0]
     try:
         spec = json.loads(spec_path.read_text())
@@ -160,6 +158,8 @@ def read_coco(root: Path) -> tuple[pd.DataFrame, list[str]]:
         annotations = spec.get("annotations", [])
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise DataError(f"{spec_path} is not COCO JSON ({exc}); expected images, annotations and categories") from None
+    kind_spec = instances.coco_spec(task, spec["categories"], spec_path)
+    column = instances.kind(task).column
     per_image: dict[Any, list] = {i: [] for i in images}
     for ann in annotations:
         if ann.get("image_id") not in images:
@@ -177,23 +177,27 @@ def read_coco(root: Path) -> tuple[pd.DataFrame, list[str]]:
             raise DataError(f"{spec_path}: image {info['file_name']!r} is not in {root} or {root / 'images'}")
         data = path.read_bytes()
         w, h = _check_image(path, data)
-        boxes, box_labels = [], []
+        row = {"image": data, "name": info["file_name"], "width": w, "height": h, "boxes": [], "box_labels": [],
+               **({column: []} if column else {})}
         for ann in per_image[image_id]:
-            x, y, bw, bh = ann["bbox"]
-            if x < -1 or y < -1 or x + bw > w + 1 or y + bh > h + 1 or bw <= 0 or bh <= 0:
-                raise DataError(f"{spec_path}: annotation {ann.get('id')} box {ann['bbox']} lies outside image "
-                                f"{info['file_name']} ({w}x{h}); expected [x, y, width, height] inside it")
-            boxes.append([max(x, 0), max(y, 0), min(x + bw, w), min(y + bh, h)])
-            box_labels.append(categories[ann["category_id"]])
-        rows.append({"image": data, "name": info["file_name"], "width": w, "height": h,
-                     "boxes": boxes, "box_labels": box_labels})
+            box, extra = instances.check_coco_instance(task, ann, f"{spec_path}: annotation {ann.get('id')}",
+                                                       kind_spec, info["file_name"], (w, h))
+            row["boxes"].append(box)
+            row["box_labels"].append(categories[ann["category_id"]])
+            if column:
+                row[column].append(extra)
+        rows.append(row)
     return pd.DataFrame(rows), names
 
 
-def read_dataset(uri: str, layout: str = "auto") -> tuple[pd.DataFrame, list[str], str]:
+def read_dataset(uri: str, layout: str = "auto", task: str = "detection") -> tuple[pd.DataFrame, list[str], str]:
     root = dataset_root(uri)
     layout = detect_layout(root) if layout == "auto" else layout
-    df, classes = {"imagefolder": read_imagefolder, "yolo": read_yolo, "coco": read_coco}[layout](root)
+    if layout != "imagefolder" and task not in instances.INSTANCE_TASKS:
+        raise DataError(f"{uri} is in {layout} layout, which holds instance labels; task {task!r} reads "
+                        "an ImageFolder (<class>/<image>)")
+    df, classes = read_imagefolder(root) if layout == "imagefolder" else \
+        {"yolo": read_yolo, "coco": read_coco}[layout](root, task)
     log.info("read %d images in %s layout, %d classes: %s", len(df), layout, len(classes), classes)
     return df, classes, layout
 
@@ -345,10 +349,12 @@ class ImageFamily(Family):
     top_k = 5
 
     def check_recipe(self, recipe) -> None:
-        if recipe.task == "regression":
-            raise ValueError("image recipes have task 'classification' or 'detection'")
-        if recipe.task == "detection" and recipe.image.layout == "imagefolder":
-            raise ValueError("task 'detection' reads YOLO or COCO data, not image.layout 'imagefolder'")
+        if recipe.task not in ("classification", *instances.INSTANCE_TASKS):
+            raise ValueError(f"image recipes have task 'classification' or one of {list(instances.INSTANCE_TASKS)}")
+        if recipe.task != "classification" and recipe.image.layout == "imagefolder":
+            raise ValueError(f"task {recipe.task!r} reads YOLO or COCO data, not image.layout 'imagefolder'")
+        if recipe.image.layout == "coco" and not instances.kind(recipe.task).reads_coco:
+            raise ValueError(f"task {recipe.task!r} reads the YOLO layout; COCO has no such labels")
         if recipe.split.method not in self.split_methods:
             raise ValueError("image data splits with method 'random' or 'stratified'")
 
@@ -358,7 +364,7 @@ class ImageFamily(Family):
     def read(self, recipe) -> tuple[pd.DataFrame, dict[str, Any]]:
         import hashlib
 
-        df, classes, layout = read_dataset(recipe.data.uri, recipe.image.layout)
+        df, classes, layout = read_dataset(recipe.data.uri, recipe.image.layout, recipe.task)
         digest = hashlib.sha256()
         for data in df["image"]:
             digest.update(data)
@@ -412,8 +418,7 @@ class ImageFamily(Family):
 def _targets(task: str, df: pd.DataFrame):
     if task == "classification":
         return df["label"].astype(str).to_numpy()
-    return [{"boxes": np.asarray(list(b), dtype=np.float32).reshape(-1, 4), "labels": list(lab)}
-            for b, lab in zip(df["boxes"], df["box_labels"])]
+    return instances.targets(task, df)
 
 
 FAMILY = ImageFamily()
