@@ -208,16 +208,16 @@ def check_coco_instance(task: str, ann: dict, where: str, spec: dict, image: str
     """A COCO annotation → (box xyxy px, extra values px or None), inside the image."""
     box, extra = KINDS[task].from_coco(ann, where, spec)
     w, h = size
-    x0, y0, x1, y1 = box
-    if x0 < -1 or y0 < -1 or x1 > w + 1 or y1 > h + 1 or x1 <= x0 or y1 <= y0:
-        raise DataError(f"{where} box {ann.get('bbox', np.round(box, 2).tolist())} lies outside image {image} "
-                        f"({w}x{h}) or has no area; expected [x, y, width, height] inside it")
-    if extra is not None:
+    if extra is not None:  # first: a polygon's box is its points' bounds
         step = 3 if KINDS[task].column == "keypoints" else 2
         xy = np.asarray(extra, dtype=float).reshape(-1, step)[:, :2]
         if xy.min() < -1 or (xy[:, 0] > w + 1).any() or (xy[:, 1] > h + 1).any():
             raise DataError(f"{where}: a point of its {KINDS[task].column} lies outside image {image} ({w}x{h}); "
                             "expected pixel coordinates inside it")
+    x0, y0, x1, y1 = box
+    if x0 < -1 or y0 < -1 or x1 > w + 1 or y1 > h + 1 or x1 <= x0 or y1 <= y0:
+        raise DataError(f"{where} box {ann.get('bbox', np.round(box, 2).tolist())} lies outside image {image} "
+                        f"({w}x{h}) or has no area; expected [x, y, width, height] inside it")
     return [max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)], extra
 
 
