@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import warnings
 
 import kserve
 from kserve import model_server
@@ -39,6 +40,16 @@ def _install_error_handlers() -> None:
         return JSONResponse(status_code=413, content={"error": str(exc)})
 
     app.add_exception_handler(RequestTooLarge, too_large)
+
+
+def _quiet_per_request_logs(level: str) -> None:
+    """One access line per request, not four. KServe 0.21 answers V1 with FastAPI's ORJSONResponse,
+    which FastAPI now flags as deprecated: a warning and its source line on every request. KServe's
+    timing middleware logs each request's wall and CPU time, which /metrics already has
+    (``kfp_ml_request_seconds``): kept for --log_level DEBUG."""
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    if level != "DEBUG":
+        logging.getLogger("kserve.trace").setLevel(logging.WARNING)
 
 
 def _return_large_buffers_to_the_os() -> None:
@@ -137,6 +148,7 @@ def main() -> None:
 
     report_version()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _quiet_per_request_logs(args.log_level)
     if not args.expected_digest and not args.model_dir.startswith("models:/"):
         logging.getLogger(__name__).warning("--model_dir %s is loaded without a registered digest to check its "
                                             "files against; pass --expected_digest", args.model_dir)

@@ -170,7 +170,7 @@ class BundlePredictor(Model):
             outputs = self.media.v2_outputs(request.answers) if request.v2 else request.answers
         else:
             out = request.answers
-            numbers = out.select_dtypes("number").to_numpy(np.float64)
+            numbers = (out.drop(columns="label") if "label" in out.columns else out).to_numpy(np.float64)
             if numbers.size and not np.isfinite(numbers).all():  # never NaN/inf (JSON null) in an answer
                 metrics.ERRORS.labels(self.name, "invalid_input").inc()
                 raise InvalidInput(self._no_finite_answer(request.records,
@@ -223,7 +223,7 @@ class BundlePredictor(Model):
 
     def _v1_predictions(self, out: pd.DataFrame) -> list:
         if self.bundle.meta.task == "regression":
-            return out["prediction"].astype(float).tolist()
+            return out["prediction"].to_numpy(np.float64).tolist()
         classes = self.bundle.meta.classes
         probs = out[[f"proba_{c}" for c in classes]].to_numpy()
         return [{"label": label, "probability": float(p), "probabilities": dict(zip(classes, map(float, row)))}
@@ -254,5 +254,7 @@ def _join(parts: list):
 
 
 def _split(out: pd.DataFrame, sizes: list[int]) -> list[pd.DataFrame]:
+    if len(sizes) == 1:
+        return [out]
     bounds = np.cumsum([0, *sizes])
     return [out.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds[:-1], bounds[1:])]

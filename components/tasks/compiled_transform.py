@@ -27,17 +27,25 @@ def compiled(transform) -> Callable[[pd.DataFrame], np.ndarray] | None:
 
 
 def _compile(transform):
-    parts = []
+    parts, numeric_only = [], True
     for _, pipe, cols in transform.transformers_:
         if pipe == "drop" or not len(cols):
             continue
         steps = [step for _, step in getattr(pipe, "steps", [])]
-        part = _numeric(steps) or _onehot(steps)
+        part = _numeric(steps)
+        numeric_only &= part is not None
+        part = part or _onehot(steps)
         if part is None:
             return None
         parts.append((list(cols), part))
+    order = list(getattr(transform, "feature_names_in_", []))
+    positions = [[order.index(c) for c in cols] if set(cols) <= set(order) else None for cols, _ in parts]
+    numeric_only &= all(p is not None for p in positions)
 
     def apply(frame: pd.DataFrame) -> np.ndarray:
+        if numeric_only and list(frame.columns) == order:  # one float block: no per-part frame indexing
+            X = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+            return np.hstack([part(X[:, pos]) for pos, (_, part) in zip(positions, parts)]).astype(np.float32)
         return np.hstack([part(frame[cols]) for cols, part in parts]).astype(np.float32)
 
     return apply
@@ -69,8 +77,8 @@ def _numeric(steps):
     else:
         return None
 
-    def part(frame: pd.DataFrame) -> np.ndarray:
-        X = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    def part(block) -> np.ndarray:  # a frame of these columns, or their float values
+        X = block.to_numpy(dtype=np.float64, na_value=np.nan) if isinstance(block, pd.DataFrame) else block
         return scaled(np.where(np.isnan(X), fill, X))
 
     return part
@@ -86,13 +94,19 @@ def _normal_quantiles(quantiles: np.ndarray, references: np.ndarray):
     eps = 1e-7  # scikit-learn's BOUNDS_THRESHOLD
     low, high = ndtri(eps - np.spacing(1)), ndtri(1 - (eps - np.spacing(1)))
 
+    descending = [(-quantiles[::-1, j], -references[::-1]) for j in range(quantiles.shape[1])]
+
     def scaled(X: np.ndarray) -> np.ndarray:
         U = np.empty_like(X)
-        for j in range(X.shape[1]):
-            x, q = X[:, j], quantiles[:, j]
-            u = np.full(x.shape, np.nan)
-            finite = ~np.isnan(x)
-            u[finite] = 0.5 * (np.interp(x[finite], q, references) - np.interp(-x[finite], -q[::-1], -references[::-1]))
+        gaps = np.isnan(X).any()
+        for j, (q, (q_desc, r_desc)) in enumerate(zip(quantiles.T, descending)):
+            x = X[:, j]
+            if gaps:
+                u = np.full(x.shape, np.nan)
+                finite = ~np.isnan(x)
+                u[finite] = 0.5 * (np.interp(x[finite], q, references) - np.interp(-x[finite], q_desc, r_desc))
+            else:  # the usual request: no masks
+                u = 0.5 * (np.interp(x, q, references) - np.interp(-x, q_desc, r_desc))
             with np.errstate(invalid="ignore"):
                 u[x + eps > q[-1]] = 1.0
                 u[x - eps < q[0]] = 0.0

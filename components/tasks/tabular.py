@@ -684,6 +684,8 @@ def coerce_features(records: pd.DataFrame, features: list[dict[str, Any]]) -> pd
             parts.append(f"unknown feature(s) {unknown}")
         raise InvalidInputError(f"{' and '.join(parts)}; expected exactly {names}")
     numeric = [f["name"] for f in features if f["kind"] not in ("categorical", "datetime")]
+    if numeric == names:  # a numeric table: one float block, already in the feature order
+        return _numeric_block(records, numeric)
     out = dict(_numeric_block(records, numeric).items()) if numeric else {}
     for f in features:
         col = records[f["name"]]
@@ -705,14 +707,14 @@ def coerce_features(records: pd.DataFrame, features: list[dict[str, Any]]) -> pd
 
 def _numeric_block(records: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """The numeric features as one float block (one conversion for all columns, not one per column)."""
-    block = records[names]
-    for name in names:
+    block = records if list(records.columns) == names else records[names]
+    loose = [name for name, dtype in block.dtypes.items() if dtype == object]
+    for name in loose:
         col = block[name]
-        if col.dtype == object:
-            bad = col[[not (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))) for v in col]]
-            if len(bad):
-                raise InvalidInputError(f"feature {name!r} expects a number, got {bad.iloc[0]!r} (row {bad.index[0]})")
-    if any(block[name].dtype == object for name in names):
+        bad = col[[not (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))) for v in col]]
+        if len(bad):
+            raise InvalidInputError(f"feature {name!r} expects a number, got {bad.iloc[0]!r} (row {bad.index[0]})")
+    if loose:
         block = block.apply(pd.to_numeric, errors="coerce")
     values = block.to_numpy(dtype=np.float64, na_value=np.nan)
     infinite = np.isinf(values).any(axis=0)
