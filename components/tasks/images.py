@@ -1,12 +1,13 @@
 """Image datasets → one canonical table, and images in and out of the model.
 
 Layouts read by load: ImageFolder (``<class>/<image>``), YOLO (``data.yaml``, ``images/``,
-``labels/`` with ``class cx cy w h`` normalised per line) and COCO (one ``.json`` with images,
-annotations and categories). The source is a directory, an archive (.zip, .tar, .tar.gz) or an
-object-store prefix. Every layout becomes the same table, one row per image:
+``labels/`` with one instance per line, normalised, as the task reads it) and COCO (one ``.json``
+with images, annotations and categories). The source is a directory, an archive (.zip, .tar,
+.tar.gz) or an object-store prefix. Every layout becomes the same table, one row per image:
 
     image (encoded bytes, as in the source) · name · width · height ·
-    label (classification)  |  boxes [[x0, y0, x1, y1] in pixels] + box_labels [class] (detection)
+    label (classification)  |  boxes [[x0, y0, x1, y1] in pixels] + box_labels [class] (detection),
+                               + polygons | keypoints | corners (segmentation | pose | obb: instances.py)
 
 and the class names ride in the table's schema metadata, so split, train and evaluate read
 one format whatever the layout was.
@@ -341,7 +342,8 @@ def checked_images(items: list) -> list:
 # --- the family (see components/tasks/base.py) -------------------------------------------------
 
 class ImageFamily(Family):
-    """Encoded images with a class label (ImageFolder) or boxes (YOLO, COCO), as one canonical table."""
+    """Encoded images with a class label (ImageFolder) or instances (YOLO, COCO: boxes, masks, keypoints,
+    rotated boxes), as one canonical table."""
     name = "image"
     section = "image"
     split_methods = ("random", "stratified")
