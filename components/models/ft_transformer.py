@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .params import Params
+from .params import NumericEmbeddingParams
 from .registry import register_adapter
 from .torch_adapter import TorchAdapter
 
 
-class FTTransformerParams(Params):
+class FTTransformerParams(NumericEmbeddingParams):
     d_token: int = Field(192, gt=0, multiple_of=8)
     n_blocks: int = Field(3, gt=0)
     n_heads: int = Field(8, gt=0)
@@ -25,7 +25,9 @@ class FTTransformerParams(Params):
 
 @register_adapter("ft_transformer", framework="torch", tags=("deep", "attention", "gpu", "strong"),
                   description="FT-Transformer: feature tokens + Transformer (numeric and categorical).",
-                  defaults=FTTransformerParams().model_dump())
+                  defaults=FTTransformerParams().model_dump(),
+                  tunable={"num_embeddings": ["none", "periodic"],
+                           "frequency_scale": {"low": 0.001, "high": 3.0, "log": True}})
 class FTTransformerAdapter(TorchAdapter):
     Params = FTTransformerParams
     categorical_encoding = "ordinal"  # tokens need category indices, not one-hot columns
@@ -45,4 +47,5 @@ class FTTransformerAdapter(TorchAdapter):
         from .torch_nets import FTTransformer
 
         cards = self.cat_cardinalities_
-        return FTTransformer(n_num=input_shape[0] - len(cards), cat_cardinalities=cards, n_out=n_out, **self.params)
+        params = self.Params.model_validate(self.params).model_dump()  # bundles from before lack newer params
+        return FTTransformer(n_num=input_shape[0] - len(cards), cat_cardinalities=cards, n_out=n_out, **params)

@@ -1,15 +1,24 @@
 """Parameter validation shared by adapters, in scikit-learn's message style."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import RecipeError
 
 
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class NumericEmbeddingParams(Params):
+    """How a table model turns each numeric feature into a vector: ``none`` (the model's own linear map) or
+    ``periodic`` (PLR, Gorishniy et al. 2022: cos/sin of trained frequencies, a linear map, ReLU).
+    ``frequency_scale`` is the spread of the initial frequencies (inputs are scaled, about N(0, 1))."""
+    num_embeddings: Literal["none", "periodic"] = "none"
+    n_frequencies: int = Field(48, gt=0)
+    frequency_scale: float = Field(0.01, gt=0)
 
 
 class ImageSettings(Params):

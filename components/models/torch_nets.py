@@ -7,9 +7,45 @@ from torch import nn
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
-def build_mlp(n_in: int, n_out: int, hidden_sizes, dropout: float, batch_norm: bool, activation: str) -> nn.Sequential:
+class NLinear(nn.Module):
+    """One linear map per feature: [b, n, d_in] → [b, n, d_out]."""
+
+    def __init__(self, n: int, d_in: int, d_out: int):
+        super().__init__()
+        bound = d_in ** -0.5
+        self.weight = nn.Parameter(torch.empty(n, d_in, d_out).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n, d_out).uniform_(-bound, bound))
+
+    def forward(self, x):
+        return torch.einsum("bni,nio->bno", x, self.weight) + self.bias
+
+
+class PeriodicEmbeddings(nn.Module):
+    """Numeric features → [b, n, d] vectors, PLR of Gorishniy et al. 2022 ("On Embeddings for Numerical
+    Features in Tabular Deep Learning"): cos and sin of 2π·c·x for ``n_frequencies`` trained frequencies
+    c ~ N(0, ``frequency_scale``²) per feature, then a per-feature linear map and ReLU."""
+
+    def __init__(self, n: int, d: int, n_frequencies: int, frequency_scale: float):
+        super().__init__()
+        self.frequencies = nn.Parameter(torch.empty(n, n_frequencies))
+        nn.init.trunc_normal_(self.frequencies, 0.0, frequency_scale, -3 * frequency_scale, 3 * frequency_scale)
+        self.linear = NLinear(n, 2 * n_frequencies, d)
+
+    def forward(self, x):
+        v = 2 * torch.pi * self.frequencies * x[..., None]
+        return torch.relu(self.linear(torch.cat([torch.cos(v), torch.sin(v)], dim=-1)))
+
+
+def build_mlp(n_in: int, n_out: int, hidden_sizes, dropout: float, batch_norm: bool, activation: str,
+              num_embeddings: str = "none", d_embedding: int = 24, n_frequencies: int = 48,
+              frequency_scale: float = 0.01) -> nn.Sequential:
+    """With ``num_embeddings="periodic"`` every input column gets its own periodic embedding (MLP-PLR)
+    and the MLP reads them side by side."""
     layers: list[nn.Module] = []
     width = n_in
+    if num_embeddings == "periodic":
+        layers += [PeriodicEmbeddings(n_in, d_embedding, n_frequencies, frequency_scale), nn.Flatten()]
+        width = n_in * d_embedding
     for size in hidden_sizes:
         layers.append(nn.Linear(width, size))
         if batch_norm:
@@ -23,14 +59,21 @@ def build_mlp(n_in: int, n_out: int, hidden_sizes, dropout: float, batch_norm: b
 
 
 class FeatureTokenizer(nn.Module):
-    def __init__(self, n_num: int, cat_cardinalities: list[int], d: int):
+    """Numeric features become tokens through their own affine map, or with ``periodic`` set
+    (``(n_frequencies, frequency_scale)``) through periodic embeddings; categorical ones through an embedding."""
+
+    def __init__(self, n_num: int, cat_cardinalities: list[int], d: int, periodic: tuple[int, float] | None = None):
         super().__init__()
         self.n_num = n_num
-        self.num_weight = nn.Parameter(torch.empty(n_num, d))
-        self.num_bias = nn.Parameter(torch.empty(n_num, d))
         bound = d ** -0.5
-        nn.init.uniform_(self.num_weight, -bound, bound)
-        nn.init.uniform_(self.num_bias, -bound, bound)
+        if periodic:
+            self.num_embed = PeriodicEmbeddings(n_num, d, *periodic)
+        else:
+            self.num_embed = None
+            self.num_weight = nn.Parameter(torch.empty(n_num, d))
+            self.num_bias = nn.Parameter(torch.empty(n_num, d))
+            nn.init.uniform_(self.num_weight, -bound, bound)
+            nn.init.uniform_(self.num_bias, -bound, bound)
         if cat_cardinalities:
             # index 0 of each feature's range is "unknown category" (ordinal encoder's -1, shifted)
             offsets = torch.tensor([0, *cat_cardinalities[:-1]]).cumsum(0)
@@ -41,7 +84,8 @@ class FeatureTokenizer(nn.Module):
             self.cat_embed = None
 
     def forward(self, x):
-        tokens = x[:, : self.n_num, None] * self.num_weight + self.num_bias
+        num = x[:, : self.n_num]
+        tokens = self.num_embed(num) if self.num_embed is not None else num[..., None] * self.num_weight + self.num_bias
         if self.cat_embed is not None:
             codes = x[:, self.n_num:].long() + self.cat_offsets
             tokens = torch.cat([tokens, self.cat_embed(codes)], dim=1)
@@ -74,9 +118,11 @@ class FTBlock(nn.Module):
 
 class FTTransformer(nn.Module):
     def __init__(self, n_num: int, cat_cardinalities: list[int], n_out: int, d_token: int, n_blocks: int,
-                 n_heads: int, attention_dropout: float, ffn_dropout: float, ffn_factor: float):
+                 n_heads: int, attention_dropout: float, ffn_dropout: float, ffn_factor: float,
+                 num_embeddings: str = "none", n_frequencies: int = 48, frequency_scale: float = 0.01):
         super().__init__()
-        self.tokenizer = FeatureTokenizer(n_num, cat_cardinalities, d_token)
+        periodic = (n_frequencies, frequency_scale) if num_embeddings == "periodic" else None
+        self.tokenizer = FeatureTokenizer(n_num, cat_cardinalities, d_token, periodic)
         self.cls = nn.Parameter(torch.empty(1, 1, d_token))
         nn.init.uniform_(self.cls, -d_token ** -0.5, d_token ** -0.5)
         self.blocks = nn.Sequential(*[FTBlock(d_token, n_heads, attention_dropout, ffn_dropout, ffn_factor, i == 0)

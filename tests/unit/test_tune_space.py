@@ -28,7 +28,8 @@ def problem(*overrides: str) -> str:
 
 def test_catalog_ranges_with_the_recipe_overrides_on_top():
     space = search_space(recipe("tune.space={dropout: {low: 0, high: 0.2}, optimizer: [adam, sgd], batch_size: null}"))
-    assert set(space) == {"learning_rate", "weight_decay", "hidden_sizes", "dropout", "optimizer"}
+    assert set(space) == {"learning_rate", "weight_decay", "hidden_sizes", "dropout", "optimizer", "num_embeddings",
+                          "frequency_scale"}
     assert space["dropout"].range == FloatRange(low=0.0, high=0.2) and space["dropout"].target == "model"
     assert space["learning_rate"].range.log and space["learning_rate"].target == "train"
     assert space["hidden_sizes"].range.choices[0] == [64, 64]
@@ -126,7 +127,8 @@ def test_trial_values_reach_the_recipe_and_lists_travel_as_json():
     assert tuned.model.params["activation"] == "relu", "params not searched keep the recipe's value"
     assert with_values(r, "") is r
     assert current_values(r, search_space(r)) == {"learning_rate": 0.001, "batch_size": 256, "weight_decay": 1e-5,
-                                                   "hidden_sizes": "[256, 256, 256]", "dropout": 0.1}
+                                                   "hidden_sizes": "[256, 256, 256]", "dropout": 0.1,
+                                                   "num_embeddings": "none", "frequency_scale": 0.01}
 
 
 def test_train_gets_tune_results_as_an_input_and_its_view_ignores_the_tune_section():
