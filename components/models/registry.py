@@ -156,7 +156,9 @@ class Adapter:
     the image/text section settings it reads are the ``Params`` fields of those names),
     lists the ``train_options`` its loop honours, and implements ``_fit``, ``_predict`` and its weight
     I/O (``_save_weights`` / ``_load_weights``). Detection adapters' ``_predict`` returns per image
-    ``{"boxes" [m, 4] xyxy px, "scores", "classes"}``."""
+    ``{"boxes" [m, 4] xyxy px, "scores", "classes"}``; segmentation, pose and obb adapters add per-instance
+    lists ("masks", "keypoints", "rotated_boxes" + "corners") and a ``validate(X, y)`` giving their metrics
+    (``tasks/instances.py``)."""
 
     Params: ClassVar[type[Params] | None] = None
     train_options: ClassVar[frozenset[str]] = frozenset()
