@@ -176,10 +176,9 @@ def _label_line(target: dict, n: int, w: int, h: int) -> str:
     """Instance ``n`` of an image's target as a YOLO label line, normalised by width and height."""
     scale = np.array([w, h])
     c = int(target["classes"][n])
-    if "polygons" in target:
-        values = (np.asarray(target["polygons"][n]).reshape(-1, 2) / scale).ravel()
-    elif "corners" in target:
-        values = (np.asarray(target["corners"][n]).reshape(-1, 2) / scale).ravel()
+    points = next((target[k] for k in ("polygons", "corners") if k in target), None)  # segment, obb
+    if points is not None:
+        values = (np.asarray(points[n]).reshape(-1, 2) / scale).ravel()
     else:
         x0, y0, x1, y1 = np.asarray(target["boxes"]).reshape(-1, 4)[n]
         values = np.array([(x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h])

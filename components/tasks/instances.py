@@ -65,7 +65,7 @@ class Segmentation(Kind):
     def yolo_values(self, n_values, spec):
         return n_values >= 7 and n_values % 2 == 1
 
-    def from_yolo(self, v, spec):
+    def from_yolo(self, v, spec):  # x y pairs; the box is their bounds
         points = v.reshape(-1, 2)
         return np.concatenate([points.min(0), points.max(0)]), points
 
@@ -109,15 +109,11 @@ class Pose(Kind):
         return box, flat
 
 
-class Oriented(Kind):
+class Oriented(Segmentation):  # four corners, read as a polygon is
     reads_coco = False
 
     def yolo_values(self, n_values, spec):
         return n_values == 9
-
-    def from_yolo(self, v, spec):
-        points = v.reshape(4, 2)
-        return np.concatenate([points.min(0), points.max(0)]), points
 
     def from_coco(self, ann, where, spec):
         raise DataError(f"{where}: COCO has no rotated boxes; task 'obb' reads the YOLO OBB layout "
