@@ -29,13 +29,14 @@ test-heavy: setup    ## whole-DAG checks of minutes: every image/text family, ea
 test-fast: setup     ## unit tests only, without the ones marked slow (under a minute)
 	$(BIN)/python -m pytest -q tests/unit -m "not slow"
 
-bench: setup         ## benchmarks (figures in README): training loop, windowing, serving load, California RMSE
+bench: setup         ## benchmarks (figures in README): training loop, windowing, serving load, California RMSE and time to quality
 	$(BIN)/python tests/benchmarks/bench_tabular_training.py
 	$(BIN)/python tests/benchmarks/bench_windowing.py
 	$(BIN)/python tests/benchmarks/bench_ts_train.py
 	$(BIN)/python tests/benchmarks/bench_serving.py
 	$(BIN)/python tests/benchmarks/bench_transform.py
 	$(BIN)/python tests/benchmarks/bench_california.py
+	$(BIN)/python tests/benchmarks/bench_time_to_quality.py
 	$(BIN)/python tests/benchmarks/bench_batch_predict.py
 	$(BIN)/python tests/benchmarks/bench_threads.py
 	$(BIN)/python tests/benchmarks/bench_dag.py
