@@ -44,6 +44,7 @@ class BundleMeta(BaseModel):
     target_std: float = 1.0
     train_metrics: dict[str, float] = Field(default_factory=dict)
     lineage: dict[str, str] = Field(default_factory=dict)
+    train_options: dict[str, Any] = Field(default_factory=dict)  # the train section it was fitted with (tuned)
     series: dict[str, Any] | None = None  # time series: window length, label rule, channels
     image: dict[str, Any] | None = None   # images: layout; the adapter records its input size
     text: dict[str, Any] | None = None    # text: column name, max tokens

@@ -59,6 +59,15 @@ def connect_tracking():
     return client
 
 
+def trained_params(recipe: Recipe, meta) -> dict[str, str]:
+    """The run's params as the model was trained: the recipe with the model params and train options
+    the bundle records, which are the tune step's where it ran (train applied them)."""
+    from ..models.tunable import with_values
+
+    values = {"model": meta.params or {}, "train": meta.train_options or {}}
+    return with_values(recipe, values).flat_params() if any(values.values()) else recipe.flat_params()
+
+
 def _is_better(metric: str, new: float, old: float) -> bool:
     return new <= old if metric in LOWER_IS_BETTER else new >= old
 
@@ -88,7 +97,7 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
     experiment_id = _experiment_id(client, recipe.experiment)
     with mlflow.start_run(experiment_id=experiment_id,
                           run_name=f"{recipe.name}-{pipeline_run_id[:12] or 'manual'}", tags=lineage) as run:
-        mlflow.log_params(recipe.flat_params())
+        mlflow.log_params(trained_params(recipe, meta))
         mlflow.log_metrics({**metrics, **{f"train_{k}": v for k, v in meta.train_metrics.items()}})
         _log_training_record(recipe, Path(model_path), meta, schema_path, data_report_path)
         try:

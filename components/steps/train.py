@@ -51,7 +51,8 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
         classes=schema["classes"],
         target_mean=float(np.mean(inputs.y_train)) if regression else 0.0,
         target_std=float(np.std(inputs.y_train) or 1.0) if regression else 1.0,
-        lineage={"recipe_hash": recipe.hash(), "data_hash": schema.get("data_hash", "")}, **inputs.meta)
+        lineage={"recipe_hash": recipe.hash(), "data_hash": schema.get("data_hash", "")},
+        train_options=recipe.train.model_dump(mode="json"), **inputs.meta)
     epochs = recipe.train.epochs
 
     def on_epoch(state: dict) -> None:

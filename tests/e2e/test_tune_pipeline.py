@@ -14,7 +14,8 @@ pytestmark = pytest.mark.e2e
 
 OVERRIDES = ["data.sample_rows=3000", "model.params.hidden_sizes=[16]", "train.epochs=3",
              "evaluate.gate=['rmse <= 0.0001']", "register.model_name=tune-housing", "tune.trials=3",
-             "tune.space={hidden_sizes: [[16], [32, 32]], dropout: [0.0, 0.1], weight_decay: null, batch_size: null}"]
+             "tune.space={hidden_sizes: [[16], [32, 32]], dropout: [0.0, 0.1], weight_decay: null, batch_size: null, "
+             "num_embeddings: null, frequency_scale: null}"]
 
 
 def test_tune_step_feeds_train_its_best_values_and_a_rerun_is_cached(tmp_path, monkeypatch):
@@ -39,6 +40,14 @@ def test_tune_step_feeds_train_its_best_values_and_a_rerun_is_cached(tmp_path, m
     params = load_bundle(outputs / "train-model" / "model").meta.params
     assert {k: params[k] for k in best["model"]} == best["model"], "the bundle was trained with them"
     assert (tmp_path / "home" / "tuning" / "studies.db").is_file()
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    version = client.search_model_versions(f"name='{recipe.registry.model_name}'")[0]
+    logged = client.get_run(version.run_id).data.params  # what a person reads in MLflow: the values trained
+    assert logged["model.params.hidden_sizes"] == json.dumps(best["model"]["hidden_sizes"])
+    assert logged["model.params.dropout"] == str(best["model"]["dropout"])
+    assert logged["train.learning_rate"] == str(best["train"]["learning_rate"])
 
     again = run_local(recipe)
     assert {"tune", "train", "evaluate"} <= set(again["cached"]), again["cached"]
