@@ -128,7 +128,7 @@ def test_trial_values_reach_the_recipe_and_lists_travel_as_json():
     assert with_values(r, "") is r
     assert current_values(r, search_space(r)) == {"learning_rate": 0.001, "batch_size": 256, "weight_decay": 1e-5,
                                                    "hidden_sizes": "[256, 256, 256]", "dropout": 0.1,
-                                                   "num_embeddings": "none", "frequency_scale": 0.01}
+                                                   "num_embeddings": "periodic", "frequency_scale": 1.0}
 
 
 def test_train_gets_tune_results_as_an_input_and_its_view_ignores_the_tune_section():
