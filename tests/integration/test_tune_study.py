@@ -15,7 +15,8 @@ pytestmark = pytest.mark.integration
 # Deliberately plain starting values (a small net, a small learning rate, few epochs): room to improve.
 TUNE = {"trials": 8, "seed": 0, "prune_startup_trials": 3, "prune_warmup_epochs": 2,
         "space": {"learning_rate": {"low": 3e-4, "high": 3e-2, "log": True}, "batch_size": [64, 128, 256],
-                  "hidden_sizes": [[32], [64, 64], [128, 128]], "dropout": [0.0, 0.1], "weight_decay": None}}
+                  "hidden_sizes": [[32], [64, 64], [128, 128]], "dropout": [0.0, 0.1], "weight_decay": None,
+                  "num_embeddings": None, "frequency_scale": None}}  # the catalog's embedding ranges: not here
 
 
 def recipe_with(**tune):
