@@ -184,7 +184,11 @@ class TrainSpec(_Section):
     learning_rate: float = Field(1e-3, gt=0, le=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     weight_decay: float = Field(1e-5, ge=0)
-    scheduler: Literal["plateau", "none"] = "plateau"
+    scheduler: Literal["plateau", "none", "cosine"] = Field(
+        "plateau", description="plateau: halve the learning rate when the validation loss stalls; none: constant; "
+                               "cosine: decay it to 0 over the epochs, batch by batch (after any warm-up).")
+    warmup_epochs: int = Field(0, ge=0, description="Raise the learning rate linearly from 1/100 of it over these "
+                                                    "first epochs, batch by batch; the scheduler takes over after.")
     early_stopping_patience: int = Field(16, gt=0)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -202,6 +206,13 @@ class TrainSpec(_Section):
     init_from: str | None = Field(
         None, description="Fine-tune from a registered version (models:/name@alias), a bundle dir or a .pt file.")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (slower on GPU).")
+
+    @model_validator(mode="after")
+    def _warmup_within_epochs(self) -> "TrainSpec":
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs}), so "
+                             "that training runs at the learning rate after the warm-up")
+        return self
 
 
 class EvaluateSpec(_Section):

@@ -44,6 +44,27 @@ def _optimizer(params, spec) -> torch.optim.Optimizer:
         return cls(params, lr=spec.learning_rate, weight_decay=spec.weight_decay, foreach=True, **options)
 
 
+def make_schedulers(opt: torch.optim.Optimizer, spec, steps_per_epoch: int):
+    """The learning-rate schedule of ``spec``: (stepped after every batch, stepped on the validation loss after
+    every epoch), either None. ``warmup_epochs`` raises the rate linearly from 1/100 of ``learning_rate`` over
+    its batches; then ``cosine`` decays it to 0 by the last batch of ``epochs`` (SGDR without restarts,
+    Loshchilov & Hutter 2017), ``plateau`` halves it when the validation loss stalls, ``none`` keeps it."""
+    lr_scheduler = torch.optim.lr_scheduler
+    warmup = spec.warmup_epochs * steps_per_epoch
+    after = []
+    if spec.scheduler == "cosine":
+        after = [lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, (spec.epochs - spec.warmup_epochs) * steps_per_epoch),
+                                                eta_min=0.0)]
+    if warmup:
+        ramp = lr_scheduler.LinearLR(opt, start_factor=0.01, end_factor=1.0, total_iters=warmup)
+        batch_sched = lr_scheduler.SequentialLR(opt, [ramp, *after], milestones=[warmup]) if after else ramp
+    else:
+        batch_sched = after[0] if after else None
+    plateau = (lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, spec.early_stopping_patience // 3))
+               if spec.scheduler == "plateau" else None)
+    return batch_sched, plateau
+
+
 def soft_f1_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 - F1 computed on probabilities, differentiable; pulls the decision towards F1."""
     p = torch.sigmoid(logits)
@@ -92,15 +113,14 @@ def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) ->
     val.prepare(device, task, n_out)
     loss_fn = make_loss(task, n_out, np.asarray(train.y), spec, device)
     opt = _optimizer(net.parameters(), spec)
-    sched = (torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(2, spec.early_stopping_patience // 3))
-             if spec.scheduler == "plateau" else None)
+    n, bs = len(train), spec.batch_size
+    batch_sched, sched = make_schedulers(opt, spec, steps_per_epoch=-(-n // bs))
     use_amp = spec.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     forward = torch.compile(net, mode=None if spec.compile == "default" else spec.compile) \
         if spec.compile != "off" else net
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
     gen = torch.Generator(device="cpu").manual_seed(spec.seed)
-    n, bs = len(train), spec.batch_size
     best_loss, best_state, best_epoch, history = float("inf"), None, 0, []
     log.info("training on %s%s: %d samples, %d epochs, batch %d", device, " (AMP)" if use_amp else "",
              n, spec.epochs, bs)
@@ -128,9 +148,11 @@ def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) ->
                 if spec.grad_clip:
                     nn.utils.clip_grad_norm_(net.parameters(), spec.grad_clip)
                 opt.step()
+            if batch_sched is not None:
+                batch_sched.step()
             total += loss.detach() * len(xb)  # stays on the device: no sync per batch
         val_loss = _evaluate_loss(forward, val, loss_fn, bs, use_amp, device)
-        if sched is not None:
+        if sched is not None and epoch > spec.warmup_epochs:
             sched.step(val_loss)
         state = {"epoch": epoch, "train_loss": float(total) / n, "val_loss": val_loss,
                  "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - start}

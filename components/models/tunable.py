@@ -78,7 +78,7 @@ TRAIN_RANGES: dict[str, Any] = {
 }
 # Train options a search may vary (the others say where and how a run happens, not what it learns).
 TUNABLE_TRAIN_OPTIONS = ("epochs", "batch_size", "learning_rate", "optimizer", "weight_decay", "scheduler",
-                         "early_stopping_patience", "grad_clip", "pos_weight", "loss", "soft_f1_alpha")
+                         "warmup_epochs", "early_stopping_patience", "grad_clip", "pos_weight", "loss", "soft_f1_alpha")
 
 
 def parse_range(name: str, value: Any) -> Range:

@@ -6,7 +6,7 @@ import torch
 
 from components.bundle import load_bundle
 from components.models import build_adapter
-from components.recipe import TrainSpec
+from components.recipe import RecipeError, TrainSpec
 from tests.conftest import make_recipe, run_steps
 
 
@@ -38,6 +38,67 @@ def test_best_epoch_checkpoint_is_written(tmp_path):
     assert saved["epoch"] == best["epoch"] and saved["val_loss"] == pytest.approx(best["val_loss"])
     for name, value in adapter.net_.state_dict().items():
         assert torch.equal(saved["state_dict"][name].cpu(), value), "restored weights are the checkpoint's"
+
+
+def lr_trace(steps_per_epoch=4, **options):
+    """The learning rate of every batch of a TrainSpec's schedule (the plateau scheduler is not stepped)."""
+    from components.models.torch_training import make_schedulers
+
+    spec = TrainSpec(learning_rate=0.1, **options)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=spec.learning_rate)
+    per_batch, plateau = make_schedulers(opt, spec, steps_per_epoch)
+    trace = []
+    for _ in range(spec.epochs * steps_per_epoch):
+        trace.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if per_batch is not None:
+            per_batch.step()
+    return trace, plateau
+
+
+def test_cosine_schedule_with_linear_warmup():
+    trace, plateau = lr_trace(epochs=5, scheduler="cosine", warmup_epochs=2)
+    assert plateau is None
+    assert trace[0] == pytest.approx(0.001) and trace[8] == pytest.approx(0.1), "warm-up: 1/100 → lr over 8 batches"
+    assert all(a < b for a, b in zip(trace[:8], trace[1:9])), "rising during the warm-up"
+    assert all(a > b for a, b in zip(trace[8:], trace[9:])), "falling after it"
+    assert trace[8 + 6] == pytest.approx(0.05), "half-way through the 12 cosine batches: half the rate"
+    assert trace[-1] < 0.002
+    trace, _ = lr_trace(epochs=5, scheduler="cosine")
+    assert trace[0] == 0.1 and trace[10] == pytest.approx(0.05) and trace[-1] < 0.001
+
+
+def test_none_and_plateau_are_unchanged_without_warmup_and_hold_after_it():
+    assert lr_trace(epochs=3, scheduler="none") == ([0.1] * 12, None)
+    trace, plateau = lr_trace(epochs=3, scheduler="plateau")
+    assert trace == [0.1] * 12 and isinstance(plateau, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    trace, _ = lr_trace(epochs=3, scheduler="none", warmup_epochs=1)
+    assert trace[0] == pytest.approx(0.001) and trace[4:] == [0.1] * 8
+
+
+def test_plateau_reductions_after_warmup_hold_and_warmup_must_fit_the_epochs():
+    from components.models.torch_training import make_schedulers
+
+    spec = TrainSpec(epochs=6, learning_rate=0.1, scheduler="plateau", warmup_epochs=1, early_stopping_patience=3)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=spec.learning_rate)
+    per_batch, plateau = make_schedulers(opt, spec, steps_per_epoch=2)
+    for epoch in range(1, 7):
+        for _ in range(2):
+            opt.step()
+            per_batch.step()
+        plateau.step(1.0)  # never improves: halved after patience 2
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+    with pytest.raises(RecipeError, match=r"train: warmup_epochs \(5\) must be less than epochs \(5\)"):
+        make_recipe(train={"epochs": 5, "warmup_epochs": 5})
+    with pytest.raises(RecipeError, match=r"train\.scheduler: Input should be 'plateau', 'none' or 'cosine'"):
+        make_recipe(train={"scheduler": "linear"})
+
+
+def test_cosine_schedule_trains_through_the_loop():
+    model = fit(TrainSpec(epochs=4, batch_size=50, learning_rate=0.01, scheduler="cosine", warmup_epochs=1))
+    lrs = [h["lr"] for h in model.history_]  # the rate after each epoch's last batch
+    assert lrs[0] == pytest.approx(0.01) and lrs[1] < lrs[0] and lrs[-1] < 1e-4, lrs
+    assert model.history_[-1]["val_loss"] < model.history_[0]["val_loss"]
 
 
 def test_pos_weight_global_and_soft_f1_raise_recall():
