@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipelines.step_forkserver import steps_forked
+
 CACHE_HIT = re.compile(r"Task (\S+) cache hit")
 
 
@@ -248,7 +250,8 @@ def run_pipeline(pipeline, home: Path, name: str, caching: bool = True, verbose:
     local.init(runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir),
                cache_root=str(home / "pipeline_root" / ".kfp_cache"), raise_on_error=True, enable_caching=caching)
     started = time.time()
-    with console_for(run_dir / "logs", verbose) as console, CacheHits(console.cached) as hits:
+    with console_for(run_dir / "logs", verbose) as console, CacheHits(console.cached) as hits, \
+            (contextlib.nullcontext() if runner else steps_forked(run_dir / "logs" / "forkserver.log")):
         try:
             pipeline()
         except RuntimeError:

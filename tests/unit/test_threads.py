@@ -27,3 +27,13 @@ def test_busy_cores_sees_a_busy_process():
         assert threads.busy_cores(0.5) >= 0.7
     finally:
         busy.kill()
+
+
+def test_the_fork_server_a_step_came_from_is_not_counted_as_busy():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        with_it, without_it = threads.busy_cores(0.5), threads.busy_cores(0.5, ignore_pid=busy.pid)
+        assert with_it - without_it >= 0.7, (with_it, without_it)
+        assert threads.busy_cores(0.2, ignore_pid=2 ** 22 + 1) >= 0  # a pid that is gone counts nothing
+    finally:
+        busy.kill()

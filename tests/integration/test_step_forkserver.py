@@ -1,0 +1,114 @@
+"""kfp.local's subprocess runner with the step fork server (pipelines/step_forkserver.py): real
+components through the real kfp.local, each in a process forked from the server."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from kfp import dsl, local
+from kfp.dsl import Dataset, Output
+from kfp.local.subprocess_task_handler import replace_python_executable
+
+from pipelines.step_forkserver import kfp_script, step_request, steps_forked
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)  # as pipelines/kfp_steps.py builds them
+def whoami(table: Output[Dataset]) -> str:
+    import json
+    import os
+    import sys
+
+    with open(table.path, "w") as f:
+        f.write("a,b\n1,2\n")
+    with open("/proc/self/cmdline") as f:  # what ps shows
+        shown = f.read().replace("\0", " ")
+    return json.dumps({"ps": shown, "pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(), "argv": sys.argv[1:3],
+                       "greeting": os.environ.get("GREETING"), "kfp_runtime": os.environ.get("_KFP_RUNTIME")})
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)  # as pipelines/kfp_steps.py builds them
+def fails(how: str):
+    import sys
+
+    if how == "raise":
+        raise ValueError("no column named 'price' (expected the recipe's target)")
+    sys.exit(3)
+
+
+@pytest.fixture
+def kfp_local(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+               raise_on_error=True, enable_caching=False)
+    return tmp_path
+
+
+def test_each_step_runs_in_a_process_forked_from_the_server_with_its_env_outputs_and_args(kfp_local, monkeypatch):
+    import json
+
+    with steps_forked(kfp_local / "forkserver.log") as server:
+        monkeypatch.setenv("GREETING", "hello")  # after the server started: each step gets the caller's env of now
+        first = whoami()
+        monkeypatch.delenv("GREETING")
+        second = whoami()
+    seen = [json.loads(task.outputs["Output"]) for task in (first, second)]
+    for step in seen:
+        assert step["ppid"] == server.process.pid, "forked by the server, not a fresh interpreter under sh"
+        assert step["cwd"] == str(ROOT) and step["kfp_runtime"] == "true"
+        assert step["argv"][0] == "--component_module_path" and step["argv"][1].endswith("ephemeral_component.py")
+        assert "kfp.dsl.executor_main" in step["ps"] and "--function_to_execute whoami" in step["ps"]
+    assert seen[0]["pid"] != seen[1]["pid"], "a process per step"
+    assert seen[0]["greeting"] == "hello" and seen[1]["greeting"] is None, "each step gets its own environment"
+    assert Path(first.outputs["table"].path).read_text() == "a,b\n1,2\n"
+    assert server.process.poll() is not None, "the server ends with the run"
+
+
+@pytest.mark.parametrize("how, said", [("raise", "ValueError: no column named 'price'"), ("exit", "")])
+def test_a_failing_step_fails_as_a_fresh_interpreter_would(kfp_local, capsys, how, said):
+    with steps_forked(kfp_local / "forkserver.log"), pytest.raises(RuntimeError, match="FAILURE"):
+        fails(how=how)
+    out = capsys.readouterr().out
+    assert said in out and (how != "raise" or "Traceback (most recent call last)" in out)
+
+
+def test_the_server_is_off_on_request_and_steps_run_as_kfp_local_runs_them(kfp_local, monkeypatch):
+    import json
+
+    monkeypatch.setenv("PLATFORM_STEP_FORKSERVER", "0")
+    with steps_forked(kfp_local / "forkserver.log") as server:
+        step = json.loads(whoami().outputs["Output"])
+    assert server is None
+    assert step["argv"][1].startswith("/tmp/tmp."), "mktemp's directory: the shell script ran"
+
+
+def test_only_kfps_own_command_is_forked():
+    command = replace_python_executable(whoami.component_spec.implementation.container.command, sys.executable)
+    request = step_request([*command, "--executor_input", "{}", "--function_to_execute", "whoami"])
+    assert request is not None, "kfp's lightweight command changed: update kfp_script"
+    assert "def whoami" in request["source"] and request["args"][-1] == "whoami"
+    altered = [command[0], command[1], command[2].replace("printf", "echo"), *command[3:]]
+    assert step_request(altered) is None
+    assert step_request(["sh", "-c", kfp_script(sys.executable), "src"]) is None
+    assert step_request(["python", "-m", "kfp.dsl.executor_main"]) is None
+
+
+def test_the_server_ends_when_the_run_that_started_it_is_killed(tmp_path):
+    script = ("import sys, time; from pathlib import Path; from pipelines.step_forkserver import ForkServer\n"
+              f"server = ForkServer(Path({str(tmp_path / 'log')!r})); server._wait_ready()\n"
+              "print(server.process.pid, flush=True); time.sleep(120)\n")
+    run = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    server = psutil.Process(int(run.stdout.readline()))
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    started = time.monotonic()
+    gone, _ = psutil.wait_procs([server], timeout=10)
+    assert gone, "the fork server outlived its killed run"
+    assert time.monotonic() - started < 10
+    run.stdout.close()
