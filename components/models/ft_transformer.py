@@ -3,7 +3,8 @@
 Every numeric feature becomes a token through its own affine map, every categorical feature
 through an embedding; a [CLS] token is appended, pre-norm Transformer blocks mix the tokens,
 and the head reads the [CLS] token. Defaults are the paper's: d_token 192, 3 blocks, 8 heads,
-attention dropout 0.2, FFN dropout 0.1, no residual dropout, ReGLU feed-forward of 4/3 d_token.
+attention dropout 0.2, FFN dropout 0.1, no residual dropout (``residual_dropout`` 0), ReGLU
+feed-forward of 4/3 d_token.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class FTTransformerParams(NumericEmbeddingParams):
     n_heads: int = Field(8, gt=0)
     attention_dropout: float = Field(0.2, ge=0, lt=1)
     ffn_dropout: float = Field(0.1, ge=0, lt=1)
+    residual_dropout: float = Field(0.0, ge=0, lt=1)
     ffn_factor: float = Field(4 / 3, gt=0)
 
 

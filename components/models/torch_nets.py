@@ -99,11 +99,13 @@ class ReGLU(nn.Module):
 
 
 class FTBlock(nn.Module):
-    """Pre-norm Transformer block as in the paper: no residual dropout, ReGLU feed-forward."""
+    """Pre-norm Transformer block as in the paper: ReGLU feed-forward; ``residual_dropout`` drops units of each
+    branch's output before it is added back (the paper's default: none)."""
 
     def __init__(self, d: int, n_heads: int, attention_dropout: float, ffn_dropout: float, ffn_factor: float,
-                 first: bool):
+                 first: bool, residual_dropout: float = 0.0):
         super().__init__()
+        self.residual_dropout = nn.Dropout(residual_dropout) if residual_dropout else nn.Identity()
         hidden = int(d * ffn_factor)
         self.attn_norm = nn.Identity() if first else nn.LayerNorm(d)  # tokens are fresh in the first block
         self.attn = nn.MultiheadAttention(d, n_heads, dropout=attention_dropout, batch_first=True)
@@ -112,21 +114,22 @@ class FTBlock(nn.Module):
 
     def forward(self, x):
         h = self.attn_norm(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
-        return x + self.ffn(self.ffn_norm(x))
+        x = x + self.residual_dropout(self.attn(h, h, h, need_weights=False)[0])
+        return x + self.residual_dropout(self.ffn(self.ffn_norm(x)))
 
 
 class FTTransformer(nn.Module):
     def __init__(self, n_num: int, cat_cardinalities: list[int], n_out: int, d_token: int, n_blocks: int,
                  n_heads: int, attention_dropout: float, ffn_dropout: float, ffn_factor: float,
-                 num_embeddings: str = "none", n_frequencies: int = 48, frequency_scale: float = 0.01):
+                 num_embeddings: str = "none", n_frequencies: int = 48, frequency_scale: float = 0.01,
+                 residual_dropout: float = 0.0):
         super().__init__()
         periodic = (n_frequencies, frequency_scale) if num_embeddings == "periodic" else None
         self.tokenizer = FeatureTokenizer(n_num, cat_cardinalities, d_token, periodic)
         self.cls = nn.Parameter(torch.empty(1, 1, d_token))
         nn.init.uniform_(self.cls, -d_token ** -0.5, d_token ** -0.5)
-        self.blocks = nn.Sequential(*[FTBlock(d_token, n_heads, attention_dropout, ffn_dropout, ffn_factor, i == 0)
-                                      for i in range(n_blocks)])
+        self.blocks = nn.Sequential(*[FTBlock(d_token, n_heads, attention_dropout, ffn_dropout, ffn_factor, i == 0,
+                                              residual_dropout) for i in range(n_blocks)])
         self.head = nn.Sequential(nn.LayerNorm(d_token), nn.ReLU(), nn.Linear(d_token, n_out))
 
     def forward(self, x):

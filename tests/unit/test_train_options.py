@@ -198,3 +198,24 @@ def test_bundles_from_before_numeric_embeddings_still_load(tmp_path, name, param
     cfg["params"] = params  # what an older version wrote: only the params it knew
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     np.testing.assert_allclose(load_adapter(name, tmp_path / "m").predict_raw(X), adapter.predict_raw(X), rtol=1e-6)
+
+
+def test_ft_transformer_residual_dropout_acts_in_training_only():
+    """residual_dropout (Gorishniy et al. 2021's tuned option; 0 by default, as before) drops units of each
+    block's attention and feed-forward outputs while training; evaluation is deterministic and the weights are
+    the same as without it, so bundles from before load unchanged (the test above)."""
+    from components.models.torch_nets import FTTransformer
+
+    kwargs = dict(n_num=4, cat_cardinalities=[], n_out=1, d_token=16, n_blocks=2, n_heads=2, attention_dropout=0.0,
+                  ffn_dropout=0.0, ffn_factor=4 / 3)
+    torch.manual_seed(0)
+    plain = FTTransformer(**kwargs)
+    dropped = FTTransformer(**kwargs, residual_dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.randn(8, 4)
+    plain.train(), dropped.train()
+    assert torch.equal(plain(x), plain(x)), "no residual dropout: nothing random without the other dropouts"
+    assert not torch.equal(dropped(x), dropped(x))
+    assert torch.equal(dropped.eval()(x), plain.eval()(x))
+    with pytest.raises(Exception, match="residual_dropout"):
+        build_adapter("ft_transformer", "regression", None, {"residual_dropout": 1.0})
