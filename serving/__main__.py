@@ -14,7 +14,7 @@ from components.tasks import images
 
 from .guard import RequestGuard, header_timeout_protocol
 from .predictor import BundlePredictor, PredictionTimeout
-from .reload import BundleRepository
+from .reload import BundleRepository, freeze_loaded_objects
 
 
 def _install_error_handlers() -> None:
@@ -167,6 +167,7 @@ def main() -> None:
     model_server.app.add_middleware(RequestGuard, max_bytes=args.max_request_bytes, models={args.model_name},
                                     body_timeout_s=args.body_timeout_s)
     repository = BundleRepository(args.reload_file, predictor) if args.reload_file else None
+    freeze_loaded_objects()
     _ModelServer(args.host, args.header_timeout_s, http_port=args.http_port, enable_grpc=False,
                  workers=args.workers, registered_models=repository).start([model])
 

@@ -3,9 +3,10 @@
 Batches form by themselves: while the model answers one batch, the requests that arrive queue
 up, and the next batch takes all of them (up to ``max_batch_rows`` rows). A request that finds
 the model idle is answered at once; ``max_wait_ms`` (0 by default) makes it wait that long for
-company, which only pays when requests arrive faster than one model call yet not during one. The model runs in a worker thread so the event loop keeps accepting
-requests meanwhile. If a batch fails, its requests are retried one by one, so a bad request
-gets its own error and never fails the others. A request whose caller gave up (timeout,
+company, which only pays when requests arrive faster than one model call yet not during one. A model
+call expected to take over a millisecond runs in a worker thread so the event loop keeps accepting
+requests meanwhile; shorter ones run on the loop. If a batch fails, its requests are retried one by
+one, so a bad request gets its own error and never fails the others. A request whose caller gave up (timeout,
 disconnect) is dropped from its batch instead of answered.
 """
 from __future__ import annotations
@@ -13,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any, Callable, Sequence
+
+
+INLINE_S = 0.001
 
 
 class MicroBatcher:
@@ -24,6 +28,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
         self.batch_sizes: list[int] = []  # recent batch sizes, for metrics and tests
+        self._seconds_per_row = float("inf")  # unknown until a call is timed: the first goes to a thread
 
     async def submit(self, records, n_rows: int):
         if self._queue is None:
@@ -60,15 +65,32 @@ class MicroBatcher:
                 self.on_batch(len(batch), sum(n for _, n, _ in batch))
             await self._predict_batch(batch)
 
+    async def _call(self, records, n_rows: int):
+        """The model on this batch: on the event loop when the call is expected to take under
+        ``INLINE_S`` (handing a call of a tenth of a millisecond to a thread and back costs more than
+        the call), in a worker thread otherwise, so long calls never hold up other requests."""
+        if self._seconds_per_row * n_rows < INLINE_S:
+            started = time.perf_counter()
+            out = self.predict(records)
+            elapsed = time.perf_counter() - started
+        else:
+            started = time.perf_counter()
+            out = await asyncio.to_thread(self.predict, records)
+            elapsed = time.perf_counter() - started
+        # What a row costs, smoothed; a slow call moves it at once, so the next one goes to a thread.
+        per_row, known = elapsed / max(n_rows, 1), self._seconds_per_row
+        self._seconds_per_row = per_row if known == float("inf") else max(per_row, 0.8 * known + 0.2 * per_row)
+        return out
+
     async def _predict_batch(self, batch: list) -> None:
         try:
             joined = self.join([records for records, _, _ in batch])
-            outputs = self.split(await asyncio.to_thread(self.predict, joined), [n for _, n, _ in batch])
+            outputs = self.split(await self._call(joined, sum(n for _, n, _ in batch)), [n for _, n, _ in batch])
         except Exception:
             if len(batch) == 1:
-                _, _, future = batch[0]
+                records, n_rows, future = batch[0]
                 try:
-                    _settle(future, result=await asyncio.to_thread(self.predict, batch[0][0]))
+                    _settle(future, result=await self._call(records, n_rows))
                 except Exception as exc:
                     _settle(future, error=exc)
                 return

@@ -22,6 +22,20 @@ from components.model_source import check_model_source
 log = logging.getLogger(__name__)
 
 
+def freeze_loaded_objects() -> None:
+    """Keep the cyclic garbage collector off what loading made. torch, pandas, scikit-learn, KServe and
+    the bundle leave about 440,000 objects behind, and a full collection walks all of them: measured
+    here, a stall of about 0.2 s now and then under load (the slowest of 6,000 requests at concurrency
+    8 took 210-224 ms; 24-38 ms frozen). ``gc.freeze`` (after one last collection) puts them in a
+    generation the collector skips; what requests allocate is collected as before. A reload swaps the
+    bundle: unfreeze, collect the old one, freeze again."""
+    import gc
+
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class BundleRepository(ModelRepository):
     def __init__(self, reload_file: str, make_predictor: Callable[[str, str, str], object]):
         super().__init__()
@@ -45,6 +59,7 @@ class BundleRepository(ModelRepository):
             await asyncio.to_thread(new.load)  # the old bundle keeps answering meanwhile
             old = self.get_model(name)
             self.update(new)
+            freeze_loaded_objects()  # the old bundle's objects become collectable, the new one's frozen
         log.info("%s: now serving version %s from %s (was version %s)", name, new.version or "?",
                  target["model_dir"], getattr(old, "version", "?") or "?")
         return True

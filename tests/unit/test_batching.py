@@ -74,3 +74,27 @@ def test_a_batch_holds_at_most_max_batch_rows():
 
     assert asyncio.run(scenario()) == [[2 * k] for k in range(1, 7)]
     assert b.batch_sizes == [1, 3, 3]
+
+
+def test_calls_of_under_a_millisecond_run_on_the_loop_and_slower_ones_in_a_worker_thread():
+    on_loop, delay = [], [0.0]
+
+    def model(rows):
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        if delay[0]:
+            threading.Event().wait(delay[0])
+        return rows
+
+    b = batcher(model)
+
+    async def scenario():
+        for _ in range(4):
+            assert await b.submit([1], 1) == [1]
+        delay[0] = 0.005
+        for _ in range(3):
+            assert await b.submit([1], 1) == [1]
+
+    asyncio.run(scenario())
+    # the first call's cost is unknown: a thread; then fast calls stay on the loop; the first slow one
+    # (expected fast) runs there once, and from then on the model runs in a thread
+    assert on_loop == [False, True, True, True, True, False, False]
