@@ -94,23 +94,19 @@ def _normal_quantiles(quantiles: np.ndarray, references: np.ndarray):
     eps = 1e-7  # scikit-learn's BOUNDS_THRESHOLD
     low, high = ndtri(eps - np.spacing(1)), ndtri(1 - (eps - np.spacing(1)))
 
-    descending = [(-quantiles[::-1, j], -references[::-1]) for j in range(quantiles.shape[1])]
+    # Where a column's quantiles have no ties the two interpolations agree: one is enough.
+    columns = [(q, None if (np.diff(q) > 0).all() else (-q[::-1], -references[::-1])) for q in quantiles.T]
+    first, last = quantiles[0], quantiles[-1]
 
     def scaled(X: np.ndarray) -> np.ndarray:
         U = np.empty_like(X)
-        gaps = np.isnan(X).any()
-        for j, (q, (q_desc, r_desc)) in enumerate(zip(quantiles.T, descending)):
+        for j, (q, descending) in enumerate(columns):  # np.interp keeps NaN: gaps need no mask
             x = X[:, j]
-            if gaps:
-                u = np.full(x.shape, np.nan)
-                finite = ~np.isnan(x)
-                u[finite] = 0.5 * (np.interp(x[finite], q, references) - np.interp(-x[finite], q_desc, r_desc))
-            else:  # the usual request: no masks
-                u = 0.5 * (np.interp(x, q, references) - np.interp(-x, q_desc, r_desc))
-            with np.errstate(invalid="ignore"):
-                u[x + eps > q[-1]] = 1.0
-                u[x - eps < q[0]] = 0.0
-            U[:, j] = u
+            U[:, j] = np.interp(x, q, references) if descending is None else \
+                0.5 * (np.interp(x, q, references) - np.interp(-x, *descending))
+        with np.errstate(invalid="ignore"):
+            U[X + eps > last] = 1.0
+            U[X - eps < first] = 0.0
         with np.errstate(divide="ignore"):
             return np.clip(ndtri(U), low, high)
 

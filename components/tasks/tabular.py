@@ -720,6 +720,8 @@ def _numeric_block(records: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     infinite = np.isinf(values).any(axis=0)
     if infinite.any():
         raise InvalidInputError(f"feature {names[int(np.flatnonzero(infinite)[0])]!r} must be finite, got infinity")
+    if block is records and not loose:  # already numbers in the feature order: nothing to rebuild
+        return records
     return pd.DataFrame(values, columns=names, index=records.index)
 
 
