@@ -145,6 +145,10 @@ class BundlePredictor(Model):
         """Decode: the family reads the records of a V1 or V2 request."""
         started = time.perf_counter()
         with self._errors():
+            if isinstance(payload, (bytes, bytearray)):  # KServe leaves a body it does not take for JSON as is
+                kind = (headers or {}).get("content-type", "no Content-Type")
+                raise InvalidInput(f"the body was sent as {kind}; send it as JSON with the header "
+                                   "'Content-Type: application/json' (curl: -H 'Content-Type: application/json')")
             records = self._records(payload)
         return Request(payload if isinstance(payload, InferRequest) else None, records, started, time.perf_counter())
 

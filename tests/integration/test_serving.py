@@ -1,4 +1,6 @@
 """The KServe predictor as a real server process on 127.0.0.1: V1, V2, and 400s for bad requests."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -87,6 +89,16 @@ def test_bad_v1_requests_get_400_with_reason(housing, body, reason):
     resp = requests.post(f"{url}/v1/models/housing:predict", data=body, headers={"Content-Type": "application/json"})
     assert resp.status_code == 400, resp.text
     assert reason in resp.text
+
+
+def test_a_json_body_sent_without_its_content_type_is_told_which_header_to_send(housing):
+    url, p = housing
+    body = json.dumps({"instances": rows(p, "MedHouseVal", 1).to_dict("records")})
+    resp = requests.post(f"{url}/v1/models/housing:predict", data=body,  # curl -d sends form-urlencoded
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert resp.status_code == 400
+    assert "application/x-www-form-urlencoded" in resp.json()["error"]
+    assert "Content-Type: application/json" in resp.json()["error"]
 
 
 def test_wrong_types_and_unknown_features(housing):
