@@ -42,7 +42,8 @@ RUNS = {
                          "train.weight_decay=0.00001", "train.learning_rate=0.001"]),
     "ft_transformer": (FT, []),
     "ft_plain": (FT, ["model.params={}", "train.learning_rate=0.0001", "train.weight_decay=0.00001",
-                      "train.early_stopping_patience=16", "train.scheduler=none"]),  # the paper's constant lr
+                      "train.early_stopping_patience=16", "train.scheduler=none", "train.warmup_epochs=0",
+                      "train.epochs=100"]),  # the paper's constant lr
     "hist_gradient_boosting": (BASE, ["model.name=hist_gradient_boosting",
                                       "model.params={max_iter: 1000, early_stopping: true}",
                                       "train={}"]),  # the recipe's epochs etc. are for the MLP; a forest refuses them
