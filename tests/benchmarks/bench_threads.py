@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/benchmarks/bench_threads.py [--rows 20000] [--epochs 5]
 
-Trains the recipe's MLP ([256, 256, 256], batch 256) on synthetic rows in a fresh process, four ways:
+Trains a plain MLP ([256, 256, 256], batch 256) on synthetic rows in a fresh process, four ways:
 idle machine and torch's default threads (the baseline), then with a busy loop pinned to another
 core: torch's default, the platform's ``threads.configure()`` (affinity and cgroup quota, less busy
 cores), and one thread. Prints each time and its ratio to the baseline. Target: no collapse, i.e.
