@@ -115,6 +115,7 @@ def _say(text: str) -> None:
 
 def _fork_step(listener: socket.socket, waiting: dict) -> None:
     conn, _ = listener.accept()
+    fds: list[int] = []
     try:
         header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 1)
         (size,) = _HEADER.unpack(header)
@@ -130,10 +131,13 @@ def _fork_step(listener: socket.socket, waiting: dict) -> None:
     except (OSError, ValueError, struct.error) as e:
         _say(f"bad request: {e}")
         conn.close()
+        for fd in fds:
+            os.close(fd)
         return
     if threading.active_count() > 1:  # a Python thread may hold a lock the child would inherit held
         _say(f"not forking while threads run ({', '.join(t.name for t in threading.enumerate())}): a fresh interpreter")
-        conn.sendall(_STATUS.pack(FALLBACK))
+        with contextlib.suppress(OSError):  # the client may have gone
+            conn.sendall(_STATUS.pack(FALLBACK))
         conn.close()
         os.close(fds[0])
         return

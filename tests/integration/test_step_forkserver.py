@@ -112,3 +112,18 @@ def test_the_server_ends_when_the_run_that_started_it_is_killed(tmp_path):
     assert gone, "the fork server outlived its killed run"
     assert time.monotonic() - started < 10
     run.stdout.close()
+
+
+def test_a_garbled_request_is_refused_and_the_server_keeps_serving(kfp_local):
+    import json
+    import socket
+
+    with steps_forked(kfp_local / "forkserver.log") as server:
+        server._wait_ready()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as garbled:
+            garbled.connect(server.path)
+            garbled.sendall(b"\x00\x00\x00\x09not json!")
+            assert garbled.recv(4) == b"", "the server hangs up on it"
+        step = json.loads(whoami().outputs["Output"])
+        assert step["ppid"] == server.process.pid
+    assert "bad request" in (kfp_local / "forkserver.log").read_text()
