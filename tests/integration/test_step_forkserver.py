@@ -39,6 +39,11 @@ def fails(how: str):
 
     if how == "raise":
         raise ValueError("no column named 'price' (expected the recipe's target)")
+    if how == "killed":  # as the OOM killer would: no chance to report anything
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
     sys.exit(3)
 
 
@@ -70,12 +75,14 @@ def test_each_step_runs_in_a_process_forked_from_the_server_with_its_env_outputs
     assert server.process.poll() is not None, "the server ends with the run"
 
 
-@pytest.mark.parametrize("how, said", [("raise", "ValueError: no column named 'price'"), ("exit", "")])
+@pytest.mark.parametrize("how, said", [("raise", "ValueError: no column named 'price'"), ("exit", ""), ("killed", "")])
 def test_a_failing_step_fails_as_a_fresh_interpreter_would(kfp_local, capsys, how, said):
     with steps_forked(kfp_local / "forkserver.log"), pytest.raises(RuntimeError, match="FAILURE"):
         fails(how=how)
     out = capsys.readouterr().out
     assert said in out and (how != "raise" or "Traceback (most recent call last)" in out)
+    if how == "killed":  # the child could not report; the server's reaping did
+        assert "ended with -9" in (kfp_local / "forkserver.log").read_text()
 
 
 def test_the_server_is_off_on_request_and_steps_run_as_kfp_local_runs_them(kfp_local, monkeypatch):
