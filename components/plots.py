@@ -28,14 +28,21 @@ def _save(plt, fig, ax, path: Path, title: str, grid: bool = True) -> Path:
 
 
 def learning_curve(history: list[dict], path: Path) -> Path:
+    """Train and validation loss per epoch; an ensemble's history (records with ``member``) gets a pair of
+    lines per member, validation solid and train dashed in the member's colour."""
     plt, fig, ax = _figure()
-    epochs = [h["epoch"] for h in history]
-    for key in ("train_loss", "val_loss"):
-        if any(key in h for h in history):
-            ax.plot(epochs, [h.get(key, np.nan) for h in history], marker="." if len(epochs) < 30 else None,
-                    label=key.replace("_", " "))
-    best = min(history, key=lambda h: h["val_loss"])
-    ax.axvline(best["epoch"], color="grey", ls="--", lw=1, label=f"best epoch {best['epoch']}")
+    members = sorted({h["member"] for h in history if "member" in h}) or [None]
+    for i, member in enumerate(members):
+        rows = [h for h in history if h.get("member") == member]
+        epochs = [h["epoch"] for h in rows]
+        for key, style in (("train_loss", "--"), ("val_loss", "-")):
+            if any(key in h for h in rows):
+                label = key.replace("_", " ") + ("" if member is None else f", member {member}")
+                ax.plot(epochs, [h.get(key, np.nan) for h in rows], marker="." if len(epochs) < 30 else None,
+                        label=label, **({} if member is None else {"ls": style, "color": f"C{i % 10}"}))
+    if members == [None]:
+        best = min(history, key=lambda h: h["val_loss"])
+        ax.axvline(best["epoch"], color="grey", ls="--", lw=1, label=f"best epoch {best['epoch']}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend()

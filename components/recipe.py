@@ -191,6 +191,9 @@ class TrainSpec(_Section):
                                                     "first epochs, batch by batch; the scheduler takes over after.")
     early_stopping_patience: int = Field(16, gt=0)
     seed: int = 0
+    ensemble: int = Field(1, gt=0, le=32, description="Train this many networks, from seeds seed, seed+1, ..., each "
+                                                      "with its own early stopping, and average their predictions "
+                                                      "(probabilities for classification); the bundle holds them all.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(True, description="Mixed precision on CUDA (ignored on CPU).")
     compile: Literal["off", "default", "reduce-overhead"] = "off"

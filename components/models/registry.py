@@ -143,8 +143,8 @@ def load_adapter(name: str, directory) -> "Adapter":
 
 # What a TrainSpec field means to a loop that honours it; an adapter lists the ones it honours.
 TRAIN_OPTIONS = ("epochs", "batch_size", "learning_rate", "optimizer", "weight_decay", "scheduler", "warmup_epochs",
-                 "early_stopping_patience", "seed", "device", "amp", "compile", "grad_clip", "pos_weight", "loss",
-                 "soft_f1_alpha", "checkpoint_path", "init_from", "deterministic")
+                 "early_stopping_patience", "seed", "ensemble", "device", "amp", "compile", "grad_clip", "pos_weight",
+                 "loss", "soft_f1_alpha", "checkpoint_path", "init_from", "deterministic")
 # What a framework's own trainer (Hugging Face, Ultralytics) is given in every case.
 TRAINER_OPTIONS = frozenset({"epochs", "batch_size", "learning_rate", "weight_decay", "early_stopping_patience",
                              "seed", "device", "amp", "deterministic"})

@@ -2,6 +2,10 @@
 
 A subclass names its ``Params`` model and implements ``build_net(input_shape, n_out)``;
 torch is imported only inside methods, so registering a model costs nothing.
+
+``train.ensemble: N`` trains N networks from seeds ``seed .. seed+N-1`` (each with its own early
+stopping) and averages their predictions, probabilities for classification: the deep ensembles of
+Gorishniy et al. (2021). The N networks are saved as one ``nn.ModuleList`` in model.pt.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from .registry import TRAIN_OPTIONS, Adapter
 
 class TorchAdapter(Adapter):
     train_options = frozenset(TRAIN_OPTIONS)  # torch_training.fit_module honours every train option
-    fitted_config = ("input_shape", "n_out")
+    fitted_config = ("input_shape", "n_out", "members")
     lazy_windows = True  # torch_training gathers each batch from the windows' series
 
     def build_net(self, input_shape: tuple[int, ...], n_out: int):
@@ -26,19 +30,36 @@ class TorchAdapter(Adapter):
         return 1 if self.task == "regression" or self.n_classes == 2 else int(self.n_classes)
 
     def _fit(self, X, y, X_val, y_val, spec, callback) -> None:
+        from torch import nn
+
         from .torch_training import fit_module, load_initial_weights, seed_everything
 
-        seed_everything(spec.seed, spec.deterministic)
-        self.input_shape_, self.n_out_ = tuple(X.shape[1:]), self._n_out()
-        self.net_ = self.build_net(self.input_shape_, self.n_out_)
-        if spec.init_from:
-            load_initial_weights(self.net_, spec.init_from)
-        self.history_ = fit_module(self.net_, X, y, X_val, y_val, self.task, spec, callback)
+        self.input_shape_, self.n_out_, self.members_ = tuple(X.shape[1:]), self._n_out(), spec.ensemble
+        nets, self.history_ = [], []
+        for k in range(self.members_):
+            member = _member_spec(spec, k)
+            seed_everything(member.seed, member.deterministic)
+            net = self.build_net(self.input_shape_, self.n_out_)
+            if spec.init_from:
+                load_initial_weights(net, spec.init_from)
+            if self.members_ > 1:  # each epoch's record says whose it is: logs, learning curve, MLflow
+                report = (lambda state, k=k: callback({"member": k + 1, **state}))
+                history = [{"member": k + 1, **h} for h in fit_module(net, X, y, X_val, y_val, self.task, member,
+                                                                      report)]
+            else:
+                history = fit_module(net, X, y, X_val, y_val, self.task, member, callback)
+            self.history_ += history
+            nets.append(net)
+        self.net_ = nets[0] if len(nets) == 1 else nn.ModuleList(nets)
+
+    def _networks(self):
+        return self.net_ if self.members_ > 1 else [self.net_]
 
     def _predict(self, X) -> np.ndarray:
         from .torch_training import predict_module, to_scores
 
-        return to_scores(predict_module(self.net_, X), self.task)
+        scores = [to_scores(predict_module(net, X), self.task) for net in self._networks()]
+        return scores[0] if len(scores) == 1 else np.mean(scores, axis=0)
 
     def _save_weights(self, directory: Path) -> None:
         from .torch_training import save_state
@@ -46,9 +67,24 @@ class TorchAdapter(Adapter):
         save_state(self.net_, directory / "model.pt")
 
     def _load_weights(self, directory: Path, config: dict[str, Any]) -> None:
+        from torch import nn
+
         from .torch_training import load_state
 
         # Bundles from before input_shape/n_out were recorded: a flat MLP input, one output per class.
         self.input_shape_ = tuple(config.get("input_shape") or [config["n_features"]])
         self.n_out_ = config.get("n_out") or (1 if config["task"] == "regression" else int(config["n_classes"]))
-        self.net_ = load_state(self.build_net(self.input_shape_, self.n_out_), directory / "model.pt")
+        self.members_ = config.get("members") or 1  # bundles from before ensembles: one network
+        nets = [self.build_net(self.input_shape_, self.n_out_) for _ in range(self.members_)]
+        self.net_ = load_state(nets[0] if self.members_ == 1 else nn.ModuleList(nets), directory / "model.pt")
+
+
+def _member_spec(spec, k: int):
+    """Member ``k``'s train options: its own seed and, with a checkpoint path, its own checkpoint file."""
+    if spec.ensemble == 1:
+        return spec
+    update: dict[str, Any] = {"seed": spec.seed + k}
+    if spec.checkpoint_path:
+        path = Path(spec.checkpoint_path)
+        update["checkpoint_path"] = str(path.with_name(f"{path.stem}.member{k + 1}{path.suffix}"))
+    return spec.model_copy(update=update)

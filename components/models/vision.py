@@ -25,8 +25,8 @@ class ImageParams(ImageSettings):
 class ImageClassifier(Adapter):
     array_inputs = False
     Params = ImageParams
-    # k logits and cross-entropy: the binary-only BCE options do not apply.
-    train_options = frozenset(TRAIN_OPTIONS) - {"pos_weight", "loss", "soft_f1_alpha"}
+    # k logits and cross-entropy: the binary-only BCE options do not apply; one network per bundle.
+    train_options = frozenset(TRAIN_OPTIONS) - {"pos_weight", "loss", "soft_f1_alpha", "ensemble"}
     fitted_config = ("input_size",)
 
     # --- what a subclass provides ------------------------------------------------------------

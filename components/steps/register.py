@@ -173,8 +173,9 @@ def _log_training_record(recipe: Recipe, model_path: Path, meta, schema_path: st
 
     history = model_path / PAYLOAD / "history.json"
     for state in read_json(history) if history.is_file() else []:
-        mlflow.log_metrics({k: float(v) for k, v in state.items() if k != "epoch" and isinstance(v, (int, float))},
-                           step=int(state["epoch"]))
+        member = f"_member{state['member']}" if "member" in state else ""  # an ensemble: one curve per network
+        mlflow.log_metrics({f"{k}{member}": float(v) for k, v in state.items()
+                            if k not in ("epoch", "member") and isinstance(v, (int, float))}, step=int(state["epoch"]))
     schema = read_json(schema_path) if schema_path else {}
     source = redact_uri(schema.get("source") or recipe.data.uri)
     try:

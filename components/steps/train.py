@@ -53,11 +53,12 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
         target_std=float(np.std(inputs.y_train) or 1.0) if regression else 1.0,
         lineage={"recipe_hash": recipe.hash(), "data_hash": schema.get("data_hash", "")},
         train_options=recipe.train.model_dump(mode="json"), **inputs.meta)
-    epochs = recipe.train.epochs
+    epochs, members = recipe.train.epochs, recipe.train.ensemble
 
     def on_epoch(state: dict) -> None:
-        log.info("epoch %d/%d  %s", state["epoch"], epochs,
-                 "  ".join(f"{k}={v:.5g}" for k, v in state.items() if k != "epoch"))
+        whose = f"member {state['member']}/{members}  " if "member" in state else ""
+        log.info("%sepoch %d/%d  %s", whose, state["epoch"], epochs,
+                 "  ".join(f"{k}={v:.5g}" for k, v in state.items() if k not in ("epoch", "member")))
         if progress:
             progress(state)
 
@@ -70,6 +71,8 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
     best = min(adapter.history_, key=lambda h: h["val_loss"])
     metrics = {"best_epoch": float(best["epoch"]), "best_val_loss": float(best["val_loss"]),
                "epochs_run": float(len(adapter.history_)), "n_train": float(len(X_train))}
+    if members > 1:  # best_* then name the best member's best epoch; epochs_run counts every member's
+        metrics.update(best_member=float(best["member"]), ensemble_members=float(members))
     meta.train_metrics = metrics
     example = fam.test_inputs(meta, val_df).records[:5]  # raw records, as a client sends them
 

@@ -69,7 +69,7 @@ def study_name(recipe: Recipe, train_path: str, val_path: str) -> str:
     options = family_for(recipe).options(recipe)
     identity = {"task": recipe.task, "data": recipe.data.model_dump(mode="json"),
                 "preprocess": recipe.preprocess.model_dump(mode="json"),
-                "model": recipe.model.model_dump(mode="json"), "train": recipe.train.model_dump(mode="json"),
+                "model": recipe.model.model_dump(mode="json"), "train": recipe.train.model_dump(mode="json", exclude={"ensemble"}),  # trials fit one network
                 "options": options.model_dump(mode="json") if options is not None else None,
                 "tune": recipe.tune.model_dump(mode="json", exclude={"trials", "timeout_s", "workers"}),
                 "content": content_hash([Path(train_path), Path(val_path)])}
@@ -103,7 +103,10 @@ class TrialFitter:
     def fit(self, values: dict[str, dict[str, Any]], on_epoch):
         recipe = with_values(self.recipe, values)
         adapter = self._adapter(recipe)
-        adapter.fit(self.inputs.X_train, self.y_train, self.inputs.X_val, self.y_val, recipe.train, on_epoch,
+        # Trials compare single networks (an ensemble's members would repeat each epoch for the pruner);
+        # train fits the recipe's ensemble with the best values.
+        single = recipe.train.model_copy(update={"ensemble": 1})
+        adapter.fit(self.inputs.X_train, self.y_train, self.inputs.X_val, self.y_val, single, on_epoch,
                     **self.fit_params)
         return adapter
 

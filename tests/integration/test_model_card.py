@@ -44,6 +44,21 @@ def test_mlflow_run_holds_epoch_history_dataset_data_report_and_description(mlfl
     assert "model_card.md" in {a.path for a in client.list_artifacts(run_id)}
 
 
+def test_an_ensemble_run_logs_one_epoch_curve_per_member(mlflow_sqlite, tmp_path):
+    from mlflow import MlflowClient
+
+    from tests.conftest import make_recipe, run_steps
+
+    recipe = make_recipe("regression", train={"epochs": 3, "ensemble": 2})
+    p = run_steps(recipe, tmp_path)
+    run_id = register(recipe, p["model"], p["eval"], "ensemble-run", p["schema.json"], p["report.md"])["run_id"]
+    client = MlflowClient()
+    curves = {m: client.get_metric_history(run_id, f"val_loss_member{m}") for m in (1, 2)}
+    assert all([x.step for x in curve] == [1, 2, 3] for curve in curves.values())
+    assert [x.value for x in curves[1]] != [x.value for x in curves[2]], "two seeds, two curves"
+    assert client.get_metric_history(run_id, "member") == [], "the member number is not a metric"
+
+
 def test_model_card_reaches_mlflow_and_renders_in_a_browser(regression_run, mlflow_sqlite, tmp_path):
     recipe, p = regression_run
     eval_dir = tmp_path / "eval"

@@ -24,7 +24,8 @@ CASES = [(e.name, task) for e in list_models() if e.family in ("tabular", "times
 ENTRIES = [e.name for e in list_models()]
 # A value other than the default for every train option.
 CHANGED = {"epochs": 7, "batch_size": 7, "learning_rate": 0.5, "optimizer": "sgd", "weight_decay": 0.1,
-           "scheduler": "none", "warmup_epochs": 2, "early_stopping_patience": 3, "seed": 7, "device": "cpu",
+           "scheduler": "none", "warmup_epochs": 2, "early_stopping_patience": 3, "seed": 7, "ensemble": 2,
+           "device": "cpu",
            "amp": False, "compile": "default", "grad_clip": 1.0, "pos_weight": 2.0, "loss": "bce_soft_f1", "soft_f1_alpha": 0.3,
            "checkpoint_path": "best.pt", "init_from": "model.pt", "deterministic": True}
 

@@ -219,3 +219,69 @@ def test_ft_transformer_residual_dropout_acts_in_training_only():
     assert torch.equal(dropped.eval()(x), plain.eval()(x))
     with pytest.raises(Exception, match="residual_dropout"):
         build_adapter("ft_transformer", "regression", None, {"residual_dropout": 1.0})
+
+
+def test_an_ensemble_is_its_members_averaged_and_each_member_is_the_network_its_seed_gives(tmp_path):
+    """train.ensemble: 3 trains the networks seeds 5, 6 and 7 would give alone (same weights, bit for bit),
+    each with its own checkpoint, and predicts the mean of their class probabilities."""
+    ckpt = tmp_path / "best.pt"
+    spec = TrainSpec(epochs=3, batch_size=32, seed=5, deterministic=True, ensemble=3, checkpoint_path=str(ckpt))
+    ensemble = fit(spec)
+    assert len(ensemble.net_) == 3 and ensemble.members_ == 3
+    X, _ = data()
+    alone = [fit(TrainSpec(epochs=3, batch_size=32, seed=5 + k, deterministic=True)) for k in range(3)]
+    for member, single in zip(ensemble.net_, alone):
+        for pa, pb in zip(member.parameters(), single.net_.parameters()):
+            assert torch.equal(pa, pb)
+    probs = ensemble.predict_raw(X)
+    np.testing.assert_allclose(probs, np.mean([a.predict_raw(X) for a in alone], axis=0), rtol=1e-6)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert [(h["member"], h["epoch"]) for h in ensemble.history_] == [(m, e) for m in (1, 2, 3) for e in (1, 2, 3)]
+    for k in (1, 2, 3):
+        saved = torch.load(tmp_path / f"best.member{k}.pt", weights_only=True)
+        for name, value in ensemble.net_[k - 1].state_dict().items():
+            assert torch.equal(saved["state_dict"][name], value), f"member {k}'s checkpoint holds its best weights"
+    assert not ckpt.exists(), "an ensemble writes one checkpoint per member, none under the plain name"
+
+
+def test_an_ensemble_bundle_trains_through_the_steps_and_predicts_the_same_after_loading(tmp_path):
+    """Through train and evaluate: the epoch log names each member, the train metrics name the best member,
+    the learning curve draws each member, and the bundle (one model.pt) reloads to the same predictions."""
+    import json
+    import logging
+
+    recipe = make_recipe(train={"epochs": 2, "ensemble": 2})
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("components.steps.train").addHandler(handler)
+    logging.getLogger("components.steps.train").setLevel(logging.INFO)
+    try:
+        p = run_steps(recipe, tmp_path)
+    finally:
+        logging.getLogger("components.steps.train").removeHandler(handler)
+    lines = [r.getMessage() for r in records]
+    assert any(line.startswith("member 2/2  epoch 2/2  train_loss=") for line in lines), lines
+    bundle = load_bundle(p["model"])
+    assert bundle.adapter.members_ == 2 and bundle.meta.train_options["ensemble"] == 2
+    assert bundle.meta.train_metrics["ensemble_members"] == 2 and bundle.meta.train_metrics["epochs_run"] == 4
+    assert bundle.meta.train_metrics["best_member"] in (1, 2)
+    from components.bundle import PAYLOAD
+
+    history = json.loads((p["model"] / PAYLOAD / "history.json").read_text())
+    assert {h["member"] for h in history} == {1, 2}
+    rows = pd.read_parquet(p["test.parquet"]).head(7).drop(columns="MedHouseVal")
+    pred = bundle.predict(rows)
+    members = [m(torch.from_numpy(bundle.features(rows))).squeeze(-1).detach().numpy() for m in bundle.adapter.net_]
+    expected = np.mean(members, axis=0) * bundle.meta.target_std + bundle.meta.target_mean
+    np.testing.assert_allclose(pred, expected, rtol=1e-5)
+    np.testing.assert_allclose(load_bundle(p["model"]).predict(rows), pred, rtol=1e-6)
+
+
+def test_models_with_their_own_trainer_refuse_an_ensemble():
+    with pytest.raises(RecipeError, match=r"train.ensemble: the 'ensemble' option of hist_gradient_boosting must be "
+                                          r"left at its default 1"):
+        build_adapter("hist_gradient_boosting", "regression", train=TrainSpec(ensemble=3))
+    build_adapter("lstm", "regression", family="timeseries", train=TrainSpec(ensemble=3))  # any torch loop takes it
+    with pytest.raises(ValueError, match="ensemble"):
+        TrainSpec(ensemble=0)
