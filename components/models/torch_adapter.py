@@ -41,7 +41,7 @@ class TorchAdapter(Adapter):
             seed_everything(member.seed, member.deterministic)
             net = self.build_net(self.input_shape_, self.n_out_)
             if spec.init_from:
-                load_initial_weights(net, spec.init_from)
+                load_initial_weights(net, spec.init_from, k, self.members_)
             if self.members_ > 1:  # each epoch's record says whose it is: logs, learning curve, MLflow
                 report = (lambda state, k=k: callback({"member": k + 1, **state}))
                 history = [{"member": k + 1, **h} for h in fit_module(net, X, y, X_val, y_val, self.task, member,

@@ -217,8 +217,10 @@ def to_scores(out: np.ndarray, task: str) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def load_initial_weights(net: nn.Module, source: str) -> None:
-    """Fine-tuning: start from a registered version (models:/…), a bundle directory or a .pt file."""
+def load_initial_weights(net: nn.Module, source: str, member: int = 0, members: int = 1) -> None:
+    """Fine-tuning: start from a registered version (models:/…), a bundle directory or a .pt file. Weights
+    of one network start every member of an ensemble; an ensemble's weights (``train.ensemble``) start
+    the same number of members, member ``member`` from its own."""
     from ..model_source import check_model_source, fetch_registered
 
     path = Path(check_model_source(source, "train.init_from"))
@@ -231,13 +233,28 @@ def load_initial_weights(net: nn.Module, source: str) -> None:
         raise FileNotFoundError(f"train.init_from: no weights at {source!r}; expected models:/name@alias, "
                                 "a bundle directory or a .pt file")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state)
+    state = _member_weights(state.get("state_dict", state), set(net.state_dict()), path, member, members)
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
         raise ValueError(f"train.init_from: weights in {path} do not fit this network "
                          f"(same model and params needed): {str(exc).splitlines()[0]}") from None
     log.info("initialised weights from %s", source)
+
+
+def _member_weights(state: dict, own: set[str], path: Path, member: int, members: int) -> dict:
+    """An ensemble's model.pt (an ``nn.ModuleList``: member k's weights under ``k.``) gives member
+    ``member``'s; any other state is returned as it is, for load_state_dict to check."""
+    groups: dict[str, dict] = {}
+    for key, value in state.items():
+        head, _, rest = key.partition(".")
+        groups.setdefault(head, {})[rest] = value
+    if set(state) == own or not all(h.isdigit() and set(g) == own for h, g in groups.items()):
+        return state
+    if len(groups) != members:
+        raise ValueError(f"train.init_from: {path} holds an ensemble of {len(groups)} networks; fine-tuning it "
+                         f"takes train.ensemble: {len(groups)} (one member from each), this recipe has {members}")
+    return groups[str(member)]
 
 
 def save_state(net: nn.Module, path: Path) -> None:

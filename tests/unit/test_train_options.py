@@ -285,3 +285,28 @@ def test_models_with_their_own_trainer_refuse_an_ensemble():
     build_adapter("lstm", "regression", family="timeseries", train=TrainSpec(ensemble=3))  # any torch loop takes it
     with pytest.raises(ValueError, match="ensemble"):
         TrainSpec(ensemble=0)
+
+
+def test_fine_tuning_an_ensemble_starts_each_member_from_its_own_weights(tmp_path):
+    """The next run after an ensemble: fine-tuning it takes the same number of members, member k from member
+    k's weights; another count is refused naming both; one network's weights start every member."""
+    recipe = make_recipe(train={"epochs": 2, "ensemble": 2})
+    first = run_steps(recipe, tmp_path / "a")
+    tuned = run_steps(make_recipe(train={"epochs": 1, "ensemble": 2, "init_from": str(first["model"]),
+                                         "learning_rate": 1e-6}), tmp_path / "b")
+    a, b = load_bundle(first["model"]).adapter.net_, load_bundle(tuned["model"]).adapter.net_
+    for k in (0, 1):
+        for pa, pb in zip(a[k].parameters(), b[k].parameters()):
+            assert torch.allclose(pa, pb, atol=1e-3), f"member {k} starts from member {k}'s weights"
+    with pytest.raises(ValueError, match=r"holds an ensemble of 2 networks; fine-tuning it takes train.ensemble: 2 "
+                                         r"\(one member from each\), this recipe has 3"):
+        run_steps(make_recipe(train={"epochs": 1, "ensemble": 3, "init_from": str(first["model"])}), tmp_path / "c")
+    with pytest.raises(ValueError, match="this recipe has 1"):
+        run_steps(make_recipe(train={"epochs": 1, "init_from": str(first["model"])}), tmp_path / "d")
+    single = run_steps(make_recipe(train={"epochs": 1}), tmp_path / "e")
+    both = run_steps(make_recipe(train={"epochs": 1, "ensemble": 2, "init_from": str(single["model"]),
+                                        "learning_rate": 1e-6}), tmp_path / "f")
+    one, pair = load_bundle(single["model"]).adapter.net_, load_bundle(both["model"]).adapter.net_
+    for member in pair:
+        for pa, pb in zip(one.parameters(), member.parameters()):
+            assert torch.allclose(pa, pb, atol=1e-3), "one network's weights start every member"
