@@ -49,8 +49,12 @@ def permutation_importance(predict: Callable, X, y, loss: Callable, repeats: int
 
 def markdown_card(meta, metrics: dict, ci: dict, gate: list[dict], verdict: str, data: dict, data_report: str,
                   importance: list | None, slices: dict | None) -> str:
+    train = meta.train_options or {}
+    members = int(train.get("ensemble") or 1)
+    ensemble = (f", an ensemble of {members} networks (seeds {train.get('seed', 0)}–{train.get('seed', 0) + members - 1}"
+                "), predictions averaged" if members > 1 else "")
     lines = [f"# Model card: {data.get('name', meta.target)} ({meta.model_name})", "",
-             "## Model", "", f"- model: `{meta.model_name}` ({meta.framework}), task **{meta.task}**, "
+             "## Model", "", f"- model: `{meta.model_name}` ({meta.framework}){ensemble}, task **{meta.task}**, "
              f"family {meta.family}, target `{meta.target}`", "", "| parameter | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(meta.params.items())]
     lines += ["", "Training: " + ", ".join(f"{k} {v:.5g}" for k, v in meta.train_metrics.items()), "",

@@ -57,6 +57,8 @@ def test_an_ensemble_run_logs_one_epoch_curve_per_member(mlflow_sqlite, tmp_path
     assert all([x.step for x in curve] == [1, 2, 3] for curve in curves.values())
     assert [x.value for x in curves[1]] != [x.value for x in curves[2]], "two seeds, two curves"
     assert client.get_metric_history(run_id, "member") == [], "the member number is not a metric"
+    card = (p["eval"] / "model_card.md").read_text()
+    assert "- model: `mlp` (torch), an ensemble of 2 networks (seeds 0–1), predictions averaged" in card
 
 
 def test_model_card_reaches_mlflow_and_renders_in_a_browser(regression_run, mlflow_sqlite, tmp_path):
