@@ -205,7 +205,8 @@ class TrainSpec(_Section):
     soft_f1_alpha: float = Field(0.5, ge=0, le=1)
     threads: int | None = Field(None, gt=0, description="CPU threads for training; unset: the CPU affinity and "
                                                         "cgroup quota, less cores other processes keep busy.")
-    checkpoint_path: str | None = Field(None, description="Write the best epoch's weights here as training runs.")
+    checkpoint_path: str | None = Field(None, description="Write the best epoch's weights here as training runs "
+                                                          "(an ensemble: <stem>.member<k><suffix> per member).")
     init_from: str | None = Field(
         None, description="Fine-tune from a registered version (models:/name@alias), a bundle dir or a .pt file.")
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms (slower on GPU).")

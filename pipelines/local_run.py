@@ -112,7 +112,7 @@ def new_run_dir(root: Path, name: str) -> Path:
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = re.compile(r"Executing task '([\w-]+)'")
 FINISHED = re.compile(r"Task '([\w-]+)' finished with status (\w+)")
-EPOCH = re.compile(r"\bepoch (\d+)/(\d+)")
+EPOCH = re.compile(r"(?:\bmember (\d+)/(\d+)\s+)?\bepoch (\d+)/(\d+)")  # members of an ensemble: one bar
 REASON = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|Refused)): (.+)$")
 STEP_NAMES = {"resolve-recipe": "resolve", "load-data": "load", "preprocess-data": "preprocess",
               "split-data": "split", "train-model": "train", "evaluate-model": "evaluate",
@@ -164,7 +164,8 @@ class Console:
         if found := FINISHED.search(line):
             self._finish(found.group(1), found.group(2))
         elif self.task == "train-model" and (found := EPOCH.search(line)):
-            self._progress(int(found.group(1)), int(found.group(2)))
+            member, members, epoch, epochs = (int(g) if g else 1 for g in found.groups())
+            self._progress((member - 1) * epochs + epoch, members * epochs)
 
     def _start(self, task: str) -> None:
         self.task, self.started = task, time.monotonic()

@@ -32,16 +32,18 @@ class TorchAdapter(Adapter):
     def _fit(self, X, y, X_val, y_val, spec, callback) -> None:
         from torch import nn
 
-        from .torch_training import fit_module, load_initial_weights, seed_everything
+        from .torch_training import fit_module, load_initial_weights, read_initial_weights, seed_everything
 
         self.input_shape_, self.n_out_, self.members_ = tuple(X.shape[1:]), self._n_out(), spec.ensemble
+        # Read once: every member starts from the same version even if an alias moves while they train.
+        initial = read_initial_weights(spec.init_from) if spec.init_from else None
         nets, self.history_ = [], []
         for k in range(self.members_):
             member = _member_spec(spec, k)
             seed_everything(member.seed, member.deterministic)
             net = self.build_net(self.input_shape_, self.n_out_)
             if spec.init_from:
-                load_initial_weights(net, spec.init_from, k, self.members_)
+                load_initial_weights(net, spec.init_from, k, self.members_, initial)
             if self.members_ > 1:  # each epoch's record says whose it is: logs, learning curve, MLflow
                 report = (lambda state, k=k: callback({"member": k + 1, **state}))
                 history = [{"member": k + 1, **h} for h in fit_module(net, X, y, X_val, y_val, self.task, member,

@@ -217,10 +217,23 @@ def to_scores(out: np.ndarray, task: str) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def load_initial_weights(net: nn.Module, source: str, member: int = 0, members: int = 1) -> None:
+def load_initial_weights(net: nn.Module, source: str, member: int = 0, members: int = 1, weights=None) -> None:
     """Fine-tuning: start from a registered version (models:/…), a bundle directory or a .pt file. Weights
     of one network start every member of an ensemble; an ensemble's weights (``train.ensemble``) start
-    the same number of members, member ``member`` from its own."""
+    the same number of members, member ``member`` from its own. ``weights``: what ``read_initial_weights``
+    gave, so the members of an ensemble start from one read of the source."""
+    state, path = weights or read_initial_weights(source)
+    state = _member_weights(state, set(net.state_dict()), path, member, members)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"train.init_from: weights in {path} do not fit this network "
+                         f"(same model and params needed): {str(exc).splitlines()[0]}") from None
+    log.info("initialised weights from %s", source)
+
+
+def read_initial_weights(source: str) -> tuple[dict, Path]:
+    """The state dict ``train.init_from`` names, and the file it came from."""
     from ..model_source import check_model_source, fetch_registered
 
     path = Path(check_model_source(source, "train.init_from"))
@@ -233,13 +246,7 @@ def load_initial_weights(net: nn.Module, source: str, member: int = 0, members: 
         raise FileNotFoundError(f"train.init_from: no weights at {source!r}; expected models:/name@alias, "
                                 "a bundle directory or a .pt file")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    state = _member_weights(state.get("state_dict", state), set(net.state_dict()), path, member, members)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"train.init_from: weights in {path} do not fit this network "
-                         f"(same model and params needed): {str(exc).splitlines()[0]}") from None
-    log.info("initialised weights from %s", source)
+    return state.get("state_dict", state), path
 
 
 def _member_weights(state: dict, own: set[str], path: Path, member: int, members: int) -> dict:

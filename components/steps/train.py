@@ -32,6 +32,17 @@ def encode_target(y, meta: BundleMeta):
     return pd.Series(y).astype(str).map(index).to_numpy(dtype=np.int64)
 
 
+def ensemble_loss(adapter, X_val, y_val) -> float:
+    """The averaged prediction's validation loss, in the members' own terms: mean squared error of the
+    standardised target, or the cross-entropy of the averaged class probabilities."""
+    from sklearn.metrics import log_loss, mean_squared_error
+
+    scores = adapter.predict_raw(X_val)
+    if adapter.task == "regression":
+        return float(mean_squared_error(y_val, scores))
+    return float(log_loss(y_val, scores, labels=list(range(scores.shape[1]))))
+
+
 def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, model_path: str,
           curve_html_path: str | None = None, progress=None) -> dict[str, float]:
     schema = read_json(schema_path)
@@ -66,13 +77,14 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
     log.info("fitting %s on %d samples (input %s), validating on %d", recipe.model.name, len(X_train),
              tuple(X_train.shape[1:]) if hasattr(X_train, "shape") else type(X_train[0]).__name__, len(X_val))
     threads.configure(recipe.train.threads)  # before the first parallel region: torch fixes its pool then
-    adapter.fit(X_train, encode_target(inputs.y_train, meta), X_val, encode_target(inputs.y_val, meta),
-                recipe.train, on_epoch, **fit_params)
+    y_val = encode_target(inputs.y_val, meta)
+    adapter.fit(X_train, encode_target(inputs.y_train, meta), X_val, y_val, recipe.train, on_epoch, **fit_params)
     best = min(adapter.history_, key=lambda h: h["val_loss"])
     metrics = {"best_epoch": float(best["epoch"]), "best_val_loss": float(best["val_loss"]),
                "epochs_run": float(len(adapter.history_)), "n_train": float(len(X_train))}
     if members > 1:  # best_* then name the best member's best epoch; epochs_run counts every member's
-        metrics.update(best_member=float(best["member"]), ensemble_members=float(members))
+        metrics.update(best_member=float(best["member"]), ensemble_members=float(members),
+                       ensemble_val_loss=ensemble_loss(adapter, X_val, y_val))
     meta.train_metrics = metrics
     example = fam.test_inputs(meta, val_df).records[:5]  # raw records, as a client sends them
 

@@ -266,6 +266,10 @@ def test_an_ensemble_bundle_trains_through_the_steps_and_predicts_the_same_after
     assert bundle.adapter.members_ == 2 and bundle.meta.train_options["ensemble"] == 2
     assert bundle.meta.train_metrics["ensemble_members"] == 2 and bundle.meta.train_metrics["epochs_run"] == 4
     assert bundle.meta.train_metrics["best_member"] in (1, 2)
+    val = pd.read_parquet(p["val.parquet"])
+    val_mse = np.mean((bundle.predict(val.drop(columns="MedHouseVal")) - val["MedHouseVal"].to_numpy()) ** 2)
+    assert bundle.meta.train_metrics["ensemble_val_loss"] == pytest.approx(val_mse / bundle.meta.target_std ** 2,
+                                                                           rel=1e-4), "the averaged prediction's loss"
     from components.bundle import PAYLOAD
 
     history = json.loads((p["model"] / PAYLOAD / "history.json").read_text())
@@ -310,3 +314,26 @@ def test_fine_tuning_an_ensemble_starts_each_member_from_its_own_weights(tmp_pat
     for member in pair:
         for pa, pb in zip(one.parameters(), member.parameters()):
             assert torch.allclose(pa, pb, atol=1e-3), "one network's weights start every member"
+
+
+def test_the_local_progress_bar_counts_every_members_epochs(tmp_path):
+    """The train step's log lines drive submit's progress bar: an ensemble's members fill one bar of
+    members x epochs instead of restarting it for each member."""
+    import io
+
+    from pipelines.local_run import Console
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    console = Console(tmp_path, Terminal())
+    console.task, console.log = "train-model", io.StringIO()
+    console.write("INFO member 1/3  epoch 4/10  train_loss=0.5\n")
+    assert (console.bar.total, console.bar.n) == (30, 4)
+    console.write("INFO member 2/3  epoch 1/10  train_loss=0.5\n")
+    assert console.bar.n == 11
+    plain = Console(tmp_path / "plain", Terminal())
+    plain.task, plain.log = "train-model", io.StringIO()
+    plain.write("INFO epoch 3/8  train_loss=0.5\n")
+    assert (plain.bar.total, plain.bar.n) == (8, 3)
