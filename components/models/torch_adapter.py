@@ -44,13 +44,10 @@ class TorchAdapter(Adapter):
             net = self.build_net(self.input_shape_, self.n_out_)
             if spec.init_from:
                 load_initial_weights(net, spec.init_from, k, self.members_, initial)
-            if self.members_ > 1:  # each epoch's record says whose it is: logs, learning curve, MLflow
-                report = (lambda state, k=k: callback({"member": k + 1, **state}))
-                history = [{"member": k + 1, **h} for h in fit_module(net, X, y, X_val, y_val, self.task, member,
-                                                                      report)]
-            else:
-                history = fit_module(net, X, y, X_val, y_val, self.task, member, callback)
-            self.history_ += history
+            tag = {"member": k + 1} if self.members_ > 1 else {}  # whose epoch: logs, learning curve, MLflow
+            history = fit_module(net, X, y, X_val, y_val, self.task, member,
+                                 lambda state, tag=tag: callback({**tag, **state}))
+            self.history_ += [{**tag, **h} for h in history]
             nets.append(net)
         self.net_ = nets[0] if len(nets) == 1 else nn.ModuleList(nets)
 

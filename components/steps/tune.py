@@ -69,7 +69,8 @@ def study_name(recipe: Recipe, train_path: str, val_path: str) -> str:
     options = family_for(recipe).options(recipe)
     identity = {"task": recipe.task, "data": recipe.data.model_dump(mode="json"),
                 "preprocess": recipe.preprocess.model_dump(mode="json"),
-                "model": recipe.model.model_dump(mode="json"), "train": recipe.train.model_dump(mode="json", exclude={"ensemble"}),  # trials fit one network
+                "model": recipe.model.model_dump(mode="json"),
+                "train": recipe.train.model_dump(mode="json", exclude={"ensemble"}),  # trials fit one network
                 "options": options.model_dump(mode="json") if options is not None else None,
                 "tune": recipe.tune.model_dump(mode="json", exclude={"trials", "timeout_s", "workers"}),
                 "content": content_hash([Path(train_path), Path(val_path)])}
