@@ -12,6 +12,7 @@ from kserve import model_server
 from components.errors import RequestTooLarge
 from components.tasks import images
 
+from .direct_v1 import DirectV1
 from .guard import RequestGuard, header_timeout_protocol
 from .predictor import BundlePredictor, PredictionTimeout
 from .reload import BundleRepository, freeze_loaded_objects
@@ -42,12 +43,17 @@ def _install_error_handlers() -> None:
     app.add_exception_handler(RequestTooLarge, too_large)
 
 
-def _quiet_per_request_logs(level: str) -> None:
-    """One access line per request, not four. KServe 0.21 answers V1 with FastAPI's ORJSONResponse,
-    which FastAPI now flags as deprecated: a warning and its source line on every request. KServe's
-    timing middleware logs each request's wall and CPU time, which /metrics already has
-    (``kfp_ml_request_seconds``): kept for --log_level DEBUG."""
+def _quiet_per_request_logs(level: str, access_log: bool) -> None:
+    """No per-request lines unless asked. uvicorn's access line costs about 7% of the server's CPU on
+    one-row requests, and /metrics already counts every request by status code and times it
+    (``kfp_ml_requests``, ``kfp_ml_request_seconds``); failed requests are logged with their error
+    anyway. ``--log_requests`` turns the lines on (as gunicorn's ``--access-logfile``, off by default too).
+    KServe 0.21 answers V1 with FastAPI's ORJSONResponse, which FastAPI now flags as deprecated: a
+    warning and its source line on every request. KServe's timing middleware logs each request's wall
+    and CPU time, which /metrics already has: kept for --log_level DEBUG."""
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    if not access_log:  # no handler and no propagation: uvicorn then skips formatting the line at all
+        logging.getLogger("uvicorn.access").propagate = False
     if level != "DEBUG":
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
 
@@ -137,6 +143,9 @@ def main() -> None:
                         help="Pixels of all images in one request (more: 413).")
     parser.add_argument("--log_level", default=os.environ.get("LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log_requests", action=argparse.BooleanOptionalAction,
+                        default=os.environ.get("LOG_REQUESTS", "").lower() in ("1", "true", "yes"),
+                        help="One log line per HTTP request (default off: /metrics counts and times every request).")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("SERVING_THREADS", 0)) or None,
                         help="CPU threads for the model (default: CPU affinity and cgroup quota, less busy cores)")
     parser.add_argument("--expected_digest", default=os.environ.get("MODEL_DIGEST", ""),
@@ -155,7 +164,7 @@ def main() -> None:
 
     report_version()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    _quiet_per_request_logs(args.log_level)
+    _quiet_per_request_logs(args.log_level, args.log_requests)
     if not args.expected_digest and not args.model_dir.startswith("models:/"):
         logging.getLogger(__name__).warning("--model_dir %s is loaded without a registered digest to check its "
                                             "files against; pass --expected_digest", args.model_dir)
@@ -171,9 +180,10 @@ def main() -> None:
     _install_error_handlers()
     images.configure(args.max_images, args.max_image_pixels, args.max_request_pixels)
     _return_large_buffers_to_the_os()
+    repository = BundleRepository(args.reload_file, predictor) if args.reload_file else kserve.ModelRepository()
+    model_server.app.add_middleware(DirectV1, repository=repository)  # added first: inside the guard
     model_server.app.add_middleware(RequestGuard, max_bytes=args.max_request_bytes, models={args.model_name},
                                     body_timeout_s=args.body_timeout_s)
-    repository = BundleRepository(args.reload_file, predictor) if args.reload_file else None
     freeze_loaded_objects()
     _ModelServer(args.host, args.header_timeout_s, request_timings=args.log_level == "DEBUG", http_port=args.http_port,
                  enable_grpc=False, workers=args.workers, registered_models=repository).start([model])

@@ -70,13 +70,9 @@ class MicroBatcher:
         ``INLINE_S`` (handing a call of a tenth of a millisecond to a thread and back costs more than
         the call), in a worker thread otherwise, so long calls never hold up other requests."""
         if self._seconds_per_row * n_rows < INLINE_S:
-            started = time.perf_counter()
-            out = self.predict(records)
-            elapsed = time.perf_counter() - started
+            out, elapsed = _timed(self.predict, records)
         else:
-            started = time.perf_counter()
-            out = await asyncio.to_thread(self.predict, records)
-            elapsed = time.perf_counter() - started
+            out, elapsed = await asyncio.to_thread(_timed, self.predict, records)
         # What a row costs, smoothed; a slow call moves it at once, so the next one goes to a thread.
         per_row, known = elapsed / max(n_rows, 1), self._seconds_per_row
         self._seconds_per_row = per_row if known == float("inf") else max(per_row, 0.8 * known + 0.2 * per_row)
@@ -99,6 +95,15 @@ class MicroBatcher:
             return
         for (_, _, future), output in zip(batch, outputs):
             _settle(future, result=output)
+
+
+def _timed(predict, records):
+    """The answer and the CPU time the calling thread spent on it. CPU, not wall time: in a worker
+    thread the wall time also counts the waits for the GIL while the event loop parses requests, so a
+    call sent to a thread once would look slow from then on and never come back to the loop."""
+    started = time.thread_time()
+    out = predict(records)
+    return out, time.thread_time() - started
 
 
 def _settle(future: asyncio.Future, result=None, error: BaseException | None = None) -> None:

@@ -93,7 +93,7 @@ class RequestGuard:
             error = binary_request_error(headers[BINARY_HEADER], body)
             if error:
                 return await _answer(send, 400, error)
-        return await self.app(scope, _replay(body, receive), send)
+        return await self.app(scope, replay_body(body, receive), send)
 
     async def _read_body(self, receive) -> bytes:
         loop = asyncio.get_running_loop()
@@ -117,7 +117,7 @@ class RequestGuard:
                 return b"".join(chunks)
 
 
-def _replay(body: bytes, receive):
+def replay_body(body: bytes, receive):
     """The body, read already, as one message; after it the connection's own events (disconnect)."""
     pending = True
 

@@ -10,6 +10,7 @@ from components.bundle import load_bundle
 from tests.conftest import free_port, start_process, stop_process, wait_http
 
 pytestmark = pytest.mark.integration
+LOGS = {}  # model name -> its server's log
 
 
 def serve(python, run, name, tmp_path_factory, *extra):
@@ -19,6 +20,7 @@ def serve(python, run, name, tmp_path_factory, *extra):
     proc = start_process([python, "-m", "serving", "--model_dir", str(p["model"]), "--model_name", name,
                           "--http_port", str(port), *extra], log)
     wait_http(f"http://127.0.0.1:{port}/v2/models/{name}/ready", proc, 90, log)
+    LOGS[name] = log
     return proc, f"http://127.0.0.1:{port}", p
 
 
@@ -31,7 +33,7 @@ def housing(python, regression_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cancer(python, classification_run, tmp_path_factory):
-    proc, url, p = serve(python, classification_run, "cancer", tmp_path_factory)
+    proc, url, p = serve(python, classification_run, "cancer", tmp_path_factory, "--log_requests")
     yield url, p
     stop_process(proc)
 
@@ -99,6 +101,31 @@ def test_a_json_body_sent_without_its_content_type_is_told_which_header_to_send(
     assert resp.status_code == 400
     assert "application/x-www-form-urlencoded" in resp.json()["error"]
     assert "Content-Type: application/json" in resp.json()["error"]
+
+
+def test_json_answers_match_kservers_own_v1_handler(housing):
+    """Plain JSON predictions take the direct path (serving/direct_v1.py); ld+json ones KServe's own
+    V1 handler. Both must give the same answers and the same errors."""
+    url, p = housing
+    good = json.dumps({"instances": rows(p, "MedHouseVal", 3).to_dict("records")})
+    for body in [good, '{"instances": []}', '{"instances": [{"MedInc": 1}]}']:
+        direct, kservers = (requests.post(f"{url}/v1/models/housing:predict", data=body, headers={"Content-Type": kind})
+                            for kind in ("application/json", "application/ld+json"))
+        assert direct.status_code == kservers.status_code, (body, direct.text, kservers.text)
+        assert direct.headers["content-type"] == kservers.headers["content-type"] == "application/json"
+        answer, expected = direct.json(), kservers.json()
+        answer.pop("timings_ms", None), expected.pop("timings_ms", None)
+        assert answer == expected
+
+
+def test_access_lines_only_when_asked(housing, cancer):
+    """One log line per request is off by default (/metrics counts them) and on with --log_requests."""
+    for name, (url, p), target in [("housing", housing, "MedHouseVal"), ("cancer", cancer, "diagnosis")]:
+        ok = requests.post(f"{url}/v1/models/{name}:predict", json={"instances": rows(p, target, 1).to_dict("records")})
+        assert ok.status_code == 200
+    lines = [line for line in LOGS["cancer"].read_text().splitlines() if '"POST /v1/models/cancer' in line]
+    assert lines and lines[-1].endswith('HTTP/1.1" 200'), lines  # uvicorn writes the path quoted (%3Apredict)
+    assert '"POST /v1/models/housing' not in LOGS["housing"].read_text()
 
 
 def test_wrong_types_and_unknown_features(housing):
