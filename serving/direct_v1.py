@@ -29,14 +29,15 @@ class DirectV1:
         model = self._model(scope)
         if model is None:
             return await self.app(scope, receive, send)
-        body = b""
+        chunks = []  # one message: the guard in front has read and counted the body already
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
+        body = b"".join(chunks)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
