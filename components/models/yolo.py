@@ -51,7 +51,9 @@ class YoloAdapter(Adapter):
     def _imgsz(self) -> int:
         return int(self.params.get("size") or (224 if self.params["yolo_task"] == "classify" else 640))
 
-    def _fit(self, X, y, X_val, y_val, spec, callback) -> None:
+    def _fit(self, X, y, X_val, y_val, spec, callback, flip_idx=None) -> None:
+        """``flip_idx`` (pose): the keypoint each one becomes under a horizontal flip; without it
+        Ultralytics trains pose models without flips."""
         ultralytics_offline()
         from ultralytics import YOLO
 
@@ -62,7 +64,7 @@ class YoloAdapter(Adapter):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             data = (_write_classify(tmp / "data", X, y, X_val, y_val, self.names_) if p["yolo_task"] == "classify"
-                    else _write_yolo(tmp / "data", X, y, X_val, y_val, self.names_))
+                    else _write_yolo(tmp / "data", X, y, X_val, y_val, self.names_, flip_idx))
             model = YOLO(self._weights_source(), task=p["yolo_task"])
             history = self.history_ = []
 
@@ -188,9 +190,10 @@ def _label_line(target: dict, n: int, w: int, h: int) -> str:
     return f"{c} " + " ".join(f"{v:.6f}" for v in values)
 
 
-def _write_yolo(root: Path, X, y, X_val, y_val, names: list[str]) -> Path:
+def _write_yolo(root: Path, X, y, X_val, y_val, names: list[str], flip_idx=None) -> Path:
     """The YOLO layout Ultralytics trains from: images + normalised labels, absolute paths (pose:
-    ``kpt_shape`` from the keypoints). With no train images, train names the val images."""
+    ``kpt_shape`` from the keypoints, and ``flip_idx`` when known). With no train images, train names
+    the val images."""
     from PIL import Image
 
     kpt_shape = None
@@ -208,6 +211,8 @@ def _write_yolo(root: Path, X, y, X_val, y_val, names: list[str]) -> Path:
             "names": dict(enumerate(names))}
     if kpt_shape:
         spec["kpt_shape"] = kpt_shape
+        if flip_idx and len(flip_idx) == kpt_shape[0]:
+            spec["flip_idx"] = list(flip_idx)
     (root / "data.yaml").write_text(json.dumps(spec))
     return root / "data.yaml"
 

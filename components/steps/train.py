@@ -43,6 +43,13 @@ def ensemble_loss(adapter, X_val, y_val) -> float:
     return float(log_loss(y_val, scores, labels=list(range(scores.shape[1]))))
 
 
+def data_facts(inputs, encoding: str) -> dict:
+    """Facts about the data the model needs beside its params: the family's (pose: ``flip_idx``) and,
+    for ordinal-coded categories, their counts (FT-Transformer's embeddings)."""
+    counts = {"cat_cardinalities": category_cardinalities(inputs.transform)} if encoding == "ordinal" else {}
+    return {**inputs.fit_params, **counts}
+
+
 def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, model_path: str,
           curve_html_path: str | None = None, progress=None) -> dict[str, float]:
     schema = read_json(schema_path)
@@ -53,8 +60,7 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
                             train=recipe.train, section=fam.options(recipe))
     encoding = getattr(adapter, "categorical_encoding", "onehot")
     inputs = fam.fit_inputs(recipe, schema, train_df, val_df, encoding)
-    # Facts about the data the model needs beside its params (FT-Transformer's category counts).
-    fit_params = {"cat_cardinalities": category_cardinalities(inputs.transform)} if encoding == "ordinal" else {}
+    fit_params = data_facts(inputs, encoding)
     regression = recipe.task == "regression"
     meta = BundleMeta(
         task=recipe.task, family=recipe.family, target=schema["target"], model_name=recipe.model.name,

@@ -37,9 +37,8 @@ from ..recipe import Recipe
 from ..settings import platform_home, redact_uri
 from ..storage import atomic_path, content_hash
 from ..tasks import family_for
-from ..tasks.tabular import category_cardinalities
 from .evaluate import LOWER_IS_BETTER, classification_metrics, regression_metrics
-from .train import encode_target
+from .train import data_facts, encode_target
 
 log = logging.getLogger(__name__)
 STUDY_TAG = "platform.tune_study"
@@ -88,8 +87,7 @@ class TrialFitter:
         self.n_classes = len(schema["classes"] or []) or None
         encoding = getattr(self._adapter(recipe), "categorical_encoding", "onehot")
         self.inputs = self.family.fit_inputs(recipe, schema, train_df, val_df, encoding)
-        self.fit_params = ({"cat_cardinalities": category_cardinalities(self.inputs.transform)}
-                           if encoding == "ordinal" else {})
+        self.fit_params = data_facts(self.inputs, encoding)
         regression = recipe.task == "regression"
         y = self.inputs.y_train
         self.meta = SimpleNamespace(task=recipe.task, classes=schema["classes"],

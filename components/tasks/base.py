@@ -26,13 +26,15 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)  # models compute in float32: larg
 @dataclass
 class FitInputs:
     """What train hands the adapter: model inputs and raw targets of train and val, the transform
-    fitted on train (None where the adapter owns its preprocessing) and the bundle metadata it adds."""
+    fitted on train (None where the adapter owns its preprocessing), the bundle metadata it adds and
+    facts about the data the model needs beside its params (``adapter.fit``'s keyword arguments)."""
     X_train: Any
     y_train: Any
     X_val: Any
     y_val: Any
     transform: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
+    fit_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -109,7 +109,7 @@ def read_imagefolder(root: Path) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows), classes
 
 
-def read_yolo(root: Path, task: str = "detection") -> tuple[pd.DataFrame, list[str]]:
+def read_yolo(root: Path, task: str = "detection") -> tuple[pd.DataFrame, list[str], dict]:
     """YOLO layout; each label line is read and checked as the task's kind says (``instances.py``)."""
     import yaml
 
@@ -146,10 +146,10 @@ def read_yolo(root: Path, task: str = "detection") -> tuple[pd.DataFrame, list[s
                 if column:
                     row[column].append(extra)
         rows.append(row)
-    return pd.DataFrame(rows), list(names)
+    return pd.DataFrame(rows), list(names), kind_spec
 
 
-def read_coco(root: Path, task: str = "detection") -> tuple[pd.DataFrame, list[str]]:
+def read_coco(root: Path, task: str = "detection") -> tuple[pd.DataFrame, list[str], dict]:
     """COCO JSON: boxes, and for segmentation / pose the polygons / keypoints (``instances.py``)."""
     spec_path = sorted(root.glob("*.json"))[0]
     try:
@@ -188,19 +188,26 @@ def read_coco(root: Path, task: str = "detection") -> tuple[pd.DataFrame, list[s
             if column:
                 row[column].append(extra)
         rows.append(row)
-    return pd.DataFrame(rows), names
+    return pd.DataFrame(rows), names, kind_spec
 
 
 def read_dataset(uri: str, layout: str = "auto", task: str = "detection") -> tuple[pd.DataFrame, list[str], str]:
+    """The images and their labels as one frame, the class names and the layout read."""
+    return read_dataset_and_spec(uri, layout, task)[:3]
+
+
+def read_dataset_and_spec(uri: str, layout: str = "auto", task: str = "detection"):
+    """``read_dataset`` and what the task's kind read from the data set's own description (pose:
+    ``kpt_shape``, and ``flip_idx`` where data.yaml gives it or the COCO keypoint names imply it)."""
     root = dataset_root(uri)
     layout = detect_layout(root) if layout == "auto" else layout
     if layout != "imagefolder" and task not in instances.INSTANCE_TASKS:
         raise DataError(f"{uri} is in {layout} layout, which holds instance labels; task {task!r} reads "
                         "an ImageFolder (<class>/<image>)")
-    df, classes = read_imagefolder(root) if layout == "imagefolder" else \
+    df, classes, kind_spec = (*read_imagefolder(root), {}) if layout == "imagefolder" else \
         {"yolo": read_yolo, "coco": read_coco}[layout](root, task)
     log.info("read %d images in %s layout, %d classes: %s", len(df), layout, len(classes), classes)
-    return df, classes, layout
+    return df, classes, layout, kind_spec
 
 
 # --- the canonical table through preprocess -----------------------------------------------
@@ -366,16 +373,18 @@ class ImageFamily(Family):
     def read(self, recipe) -> tuple[pd.DataFrame, dict[str, Any]]:
         import hashlib
 
-        df, classes, layout = read_dataset(recipe.data.uri, recipe.image.layout, recipe.task)
+        df, classes, layout, kind_spec = read_dataset_and_spec(recipe.data.uri, recipe.image.layout, recipe.task)
         digest = hashlib.sha256()
         for data in df["image"]:
             digest.update(data)
+        flip = {"flip_idx": kind_spec["flip_idx"]} if kind_spec.get("flip_idx") else {}
         return df, {"files": df["name"].head(20).tolist(), "data_hash": digest.hexdigest()[:16],
-                    "classes": classes, "layout": layout}
+                    "classes": classes, "layout": layout, **flip}
 
     def clean(self, raw, recipe, info):
         df, schema = clean_images(raw, recipe, info["classes"])
-        return df, {**schema, "layout": info.get("layout", "")}
+        flip = {"flip_idx": info["flip_idx"]} if info.get("flip_idx") else {}
+        return df, {**schema, "layout": info.get("layout", ""), **flip}
 
     def report(self, schema) -> str:
         return images_markdown(schema)
@@ -385,8 +394,12 @@ class ImageFamily(Family):
         def decoded(df):
             return [decode(b, n) for b, n in zip(df["image"], df["name"])]
 
+        # Pose: which keypoint a horizontal flip turns each one into (left eye <-> right eye), for
+        # Ultralytics, which leaves flips off without it.
+        flip = {"flip_idx": schema["flip_idx"]} if schema.get("flip_idx") else {}
         return FitInputs(X_train=decoded(train_df), y_train=_targets(recipe.task, train_df), X_val=decoded(val_df),
-                         y_val=_targets(recipe.task, val_df), meta={"image": {"layout": schema.get("layout", "")}})
+                         y_val=_targets(recipe.task, val_df), meta={"image": {"layout": schema.get("layout", ""), **flip}},
+                         fit_params=flip)
 
     def model_inputs(self, meta, transform, records) -> list[np.ndarray]:
         return request_images(records)

@@ -186,7 +186,13 @@ def yolo_spec(task: str, spec: dict, spec_path) -> dict:
             and shape[0] > 0 and shape[1] in (2, 3)):
         raise DataError(f"{spec_path}: kpt_shape is {shape!r}; task 'pose' expects kpt_shape: [K, 3] "
                         "(x, y, visibility per keypoint) or [K, 2]")
-    return {"kpt_shape": shape, "flip_idx": spec.get("flip_idx")}
+    flip_idx = spec.get("flip_idx")
+    if flip_idx is not None and not (isinstance(flip_idx, list) and sorted(flip_idx) == list(range(shape[0]))
+                                     and all(type(i) is int for i in flip_idx)):
+        raise DataError(f"{spec_path}: flip_idx is {flip_idx!r}; expected for each of the {shape[0]} keypoints the "
+                        f"index of the keypoint it becomes when the image is flipped left to right (a reordering "
+                        f"of 0..{shape[0] - 1}, e.g. left eye <-> right eye)")
+    return {"kpt_shape": shape, "flip_idx": flip_idx}
 
 
 def coco_spec(task: str, categories: list[dict], spec_path) -> dict:
@@ -197,7 +203,21 @@ def coco_spec(task: str, categories: list[dict], spec_path) -> dict:
     if len(counts) != 1 or 0 in counts:
         raise DataError(f"{spec_path}: task 'pose' expects every category to name its keypoints "
                         f"('keypoints': [...], the same number in each); found counts {sorted(counts)}")
-    return {"kpt_shape": [counts.pop(), 3]}
+    return {"kpt_shape": [counts.pop(), 3], "flip_idx": flip_from_names(categories[0]["keypoints"])}
+
+
+def flip_from_names(names: list[str]) -> list[int] | None:
+    """What a left-right flip does to COCO keypoints, read from their names: ``left_eye`` and
+    ``right_eye`` swap, ``nose`` stays. None (no flips in training) when no name says left or right,
+    or one has no partner: then the names do not tell."""
+    import re
+
+    side = re.compile(r"(?<![a-z])(left|right)(?![a-z])", re.IGNORECASE)
+    swap = {"left": "right", "right": "left", "Left": "Right", "Right": "Left", "LEFT": "RIGHT", "RIGHT": "LEFT"}
+    mirrored = [side.sub(lambda m: swap.get(m.group(0), m.group(0)), str(n)) for n in names]
+    if mirrored == list(names) or len(set(names)) != len(names) or not set(mirrored) <= set(names):
+        return None
+    return [list(names).index(m) for m in mirrored]
 
 
 def check_coco_instance(task: str, ann: dict, where: str, spec: dict, image: str, size: tuple[int, int]):

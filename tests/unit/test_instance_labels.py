@@ -10,7 +10,7 @@ from components.check import metric_problem
 from components.errors import DataError
 from components.models.yolo import _write_yolo, platform_metrics
 from components.tasks import instances
-from components.tasks.images import read_dataset
+from components.tasks.images import read_dataset, read_dataset_and_spec
 from tests.conftest import DATA
 
 SHIPPED = {"segmentation": "shapes-seg", "pose": "shapes-pose", "obb": "shapes-obb"}
@@ -75,6 +75,65 @@ def test_pose_without_visibility_reads_every_point_as_visible(tmp_path):
     df, _, _ = read_dataset(str(root), "yolo", "pose")
     kpts = np.asarray(df["keypoints"][0][0]).reshape(4, 3)
     assert (kpts[:, 2] == 2).all()
+
+
+def test_pose_flip_idx_reaches_the_data_set_ultralytics_trains_from(tmp_path):
+    """data.yaml's flip_idx travels load -> schema -> fit_inputs -> the adapter's data.yaml, and
+    Ultralytics then flips left-right with it (without it, it turns flips off)."""
+    from components.models.yolo import ultralytics_offline
+    from components.recipe import Recipe
+    from components.tasks import family_for
+    from components.tasks.images import decode
+
+    recipe = Recipe.from_file(DATA.parent / "pipelines" / "recipes" / "shapes-pose.yaml", [f"data.uri={DATA / 'shapes-pose'}"])
+    family = family_for(recipe)
+    raw, info = family.read(recipe)
+    df, schema = family.clean(raw, recipe, info)
+    assert info["flip_idx"] == schema["flip_idx"] == [1, 0, 3, 2]
+    inputs = family.fit_inputs(recipe, {**schema, "layout": "yolo"}, df.head(4), df.iloc[4:6], "onehot")
+    assert inputs.fit_params == {"flip_idx": [1, 0, 3, 2]} and inputs.meta["image"]["flip_idx"] == [1, 0, 3, 2]
+
+    ultralytics_offline()
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+
+    truth = instances.encode(instances.targets("pose", df.head(4)), info["classes"])
+    images = [decode(b) for b in df.head(4)["image"]]
+
+    def horizontal_flip(flip_idx):
+        path = _write_yolo(tmp_path / str(flip_idx), images, truth, images, truth, info["classes"], flip_idx)
+        data = check_det_dataset(str(path))
+        dataset = build_yolo_dataset(get_cfg(overrides={"task": "pose", "imgsz": 96}), data["train"], 4, data)
+        return [(t.p, t.flip_idx) for t in dataset.transforms.transforms if type(t).__name__ == "RandomFlip"][-1]
+
+    assert horizontal_flip([1, 0, 3, 2]) == (0.5, [1, 0, 3, 2])
+    assert horizontal_flip(None)[0] == 0.0  # what training did before: no flips at all
+
+
+@pytest.mark.parametrize("flip_idx", ["[0, 1, 2]", "[0, 1, 2, 2]", "[0, 1, 2, 4]", "[0, 1.0, 2, 3]", "'0 1 2 3'"])
+def test_a_bad_flip_idx_is_refused_naming_what_it_should_be(tmp_path, flip_idx):
+    root = copy(tmp_path, "pose")
+    (root / "data.yaml").write_text(f"kpt_shape: [4, 3]\nflip_idx: {flip_idx}\nnames: [card]\n")
+    with pytest.raises(DataError, match=r"data\.yaml: flip_idx is .*; expected for each of the 4 keypoints the index "
+                                        r"of the keypoint it becomes .*a reordering of 0\.\.3"):
+        read_dataset(str(root), "yolo", "pose")
+
+
+def test_coco_keypoint_names_say_how_a_flip_moves_them(tmp_path):
+    person = ["nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+              "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+              "right_knee", "left_ankle", "right_ankle"]
+    assert instances.flip_from_names(person) == [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
+    assert instances.flip_from_names(["Left Paw", "Right Paw", "tail"]) == [1, 0, 2]
+    assert instances.flip_from_names(["a", "b", "c", "d"]) is None  # the names do not tell: no flips
+    assert instances.flip_from_names(["left_eye", "nose"]) is None  # a left without its right
+    assert instances.flip_from_names(["leftover", "right"]) is None  # words, not parts of words
+    df, classes, _ = read_dataset(str(DATA / "shapes-pose"), "auto", "pose")
+    spec = to_coco(df.head(2), classes, tmp_path / "coco", "pose")
+    spec["categories"][0]["keypoints"] = ["top_left", "top_right", "bottom_right", "bottom_left"]
+    (tmp_path / "coco" / "instances.json").write_text(json.dumps(spec))
+    assert read_dataset_and_spec(str(tmp_path / "coco"), "coco", "pose")[3]["flip_idx"] == [1, 0, 3, 2]
 
 
 def test_a_detection_line_with_extra_values_is_refused(tmp_path):
