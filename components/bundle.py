@@ -86,7 +86,8 @@ class Bundle:
 
     def validate(self, records, truth: list[dict]) -> dict[str, float]:
         """Segmentation, pose, obb: the model's own validator (Ultralytics') on these images and labels."""
-        return self.adapter.validate(self.features(records), encode_instances(truth, self.meta.classes))
+        return self.adapter.validate(self.features(records), encode_instances(truth, self.meta.classes),
+                                     self.meta.classes)
 
     def language_metrics(self, texts: list[str]) -> dict[str, float]:
         """Generation: mean token negative log-likelihood of the texts (``loss``) and its exp (``perplexity``)."""

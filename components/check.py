@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import difflib
 import glob
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import DataError, RecipeError
-from .gate import GATE_RE
+from .gate import GATE_RE, PER_CLASS
 from .tasks import family_for
 from .tasks.instances import INSTANCE_TASKS, kind as instance_kind
 
@@ -30,7 +29,6 @@ TASK_METRICS = {
     "generation": ("perplexity", "loss"),
 }
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PER_CLASS = re.compile(r"^(f1|map50|precision|recall)_class_.+$")
 
 
 def check(recipe: Recipe, peek_data: bool = True) -> None:

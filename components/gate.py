@@ -4,3 +4,12 @@ command line calls, need not import the recipe module at run time."""
 import re
 
 GATE_RE = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|<|>|==)\s*(-?[0-9.eE+-]+)\s*$")
+# Per-class metrics: a task's metric with a ``_class_<name>`` suffix (mask_ and pose_ ones for
+# segmentation and pose models).
+PER_CLASS = re.compile(r"^((mask|pose)_)?(f1|map50|precision|recall)_class_.+$")
+
+
+def per_class(metric: str, class_name) -> str:
+    """``map50`` of class ``traffic light`` → ``map50_class_traffic_light`` (MLflow and KFP accept
+    letters, digits, _ - . in metric names)."""
+    return f"{metric}_class_{re.sub(r'[^A-Za-z0-9_.-]', '_', str(class_name))}"

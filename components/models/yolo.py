@@ -127,15 +127,17 @@ class YoloAdapter(Adapter):
             return np.stack([r.probs.data.cpu().numpy() for r in results])
         return [_instances(r, self.params["yolo_task"]) for r in results]
 
-    def validate(self, X, y) -> dict[str, float]:
+    def validate(self, X, y, classes: list[str] | None = None) -> dict[str, float]:
         """Ultralytics' validator on these images and (encoded) targets: box mAP, and mask / pose mAP for
-        segment / pose models, as platform metric names (``map50``, ``mask_map50_95``, ``pose_map50``, ...)."""
+        segment / pose models, as platform metric names (``map50``, ``mask_map50_95``, ``pose_map50``, ...),
+        and per class present in the labels (``map50_class_<name>``, ``mask_map50_class_<name>``, ...)."""
         with tempfile.TemporaryDirectory() as tmp:
             data = _write_yolo(Path(tmp) / "data", [], [], X, y, [str(i) for i in range(self.n_classes)])
             result = self._yolo().val(data=str(data), split="val", imgsz=self._imgsz(), batch=16, device="cpu",
                                       workers=0, plots=False, verbose=False, project=str(Path(tmp) / "runs"),
                                       name="val", exist_ok=True)
-        return platform_metrics(result.results_dict)
+        return {**platform_metrics(result.results_dict),
+                **class_metrics(result, self.params["yolo_task"], classes or [str(i) for i in range(self.n_classes)])}
 
     def _save_weights(self, directory: Path) -> None:
         (directory / "weights.pt").write_bytes(self.weights_)
@@ -156,6 +158,23 @@ def platform_metrics(metrics: dict) -> dict[str, float]:
         name, _, part = key.removeprefix("metrics/").rstrip(")").partition("(")
         if key.startswith("metrics/") and name in _NAME and part in _PREFIX:
             out[_PREFIX[part] + _NAME[name]] = float(value)
+    return out
+
+
+def class_metrics(result, yolo_task: str, classes: list[str]) -> dict[str, float]:
+    """Per class from Ultralytics' validator: ``class_result(i)`` gives precision, recall, mAP50 and
+    mAP50-95 of the i-th class it saw, for boxes and then for masks (segment) or keypoints (pose)."""
+    from ..gate import per_class
+
+    parts = ["", {"segment": "mask_", "pose": "pose_"}[yolo_task]] if yolo_task in ("segment", "pose") else [""]
+    out = {}
+    for i, c in enumerate(result.ap_class_index):
+        values = result.class_result(i)
+        for j, prefix in enumerate(parts):
+            p, r, map50 = values[4 * j:4 * j + 3]
+            out.update({per_class(f"{prefix}map50", classes[int(c)]): float(map50),
+                        per_class(f"{prefix}precision", classes[int(c)]): float(p),
+                        per_class(f"{prefix}recall", classes[int(c)]): float(r)})
     return out
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import operator
-import re
 import shutil
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 from .. import plots
 from ..bundle import PAYLOAD, load_bundle, read_json
 from ..model_card import bootstrap_ci, markdown_card, permutation_importance, to_html
+from ..gate import per_class as per_class_name
 from ..recipe import GATE_RE, Recipe
 from ..storage import atomic_path
 from ..tasks.instances import INSTANCE_TASKS, kind as instance_kind
@@ -31,11 +31,6 @@ def regression_metrics(y_true, y_pred) -> dict[str, float]:
             "r2": m.r2_score(y_true, y_pred)}
 
 
-def _key(name: str) -> str:
-    """A class name as part of a metric name (MLflow and KFP accept letters, digits, _ - .)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(name))
-
-
 def classification_metrics(y_idx: np.ndarray, proba: np.ndarray, classes: list[str] | None = None) -> dict[str, float]:
     from sklearn import metrics as m
 
@@ -50,7 +45,7 @@ def classification_metrics(y_idx: np.ndarray, proba: np.ndarray, classes: list[s
     if k > 2:
         per_class = m.f1_score(y_idx, pred, labels=list(range(k)), average=None, zero_division=0)
         names = classes or [str(i) for i in range(k)]
-        out.update({f"f1_class_{_key(names[i])}": v for i, v in enumerate(per_class)})
+        out.update({per_class_name("f1", names[i]): v for i, v in enumerate(per_class)})
     if k > 5:
         out["top5_accuracy"] = m.top_k_accuracy_score(y_idx, proba, k=5, labels=list(range(k)))
     present = onehot.sum(axis=0) > 0
@@ -107,9 +102,9 @@ def detection_metrics(truth: list[dict], predictions: list[dict], classes: list[
         _, _, p, r, _, ap, present = ap_per_class(tp, conf, pred_cls, target_cls, names=dict(enumerate(classes)))[:7]
         out = {"map50": ap[:, 0].mean(), "map50_95": ap.mean(), "precision": p.mean(), "recall": r.mean()}
         for i, c in enumerate(present):
-            name = _key(classes[int(c)])
-            out.update({f"map50_class_{name}": ap[i, 0], f"precision_class_{name}": p[i],
-                        f"recall_class_{name}": r[i]})
+            name = classes[int(c)]
+            out.update({per_class_name("map50", name): ap[i, 0], per_class_name("precision", name): p[i],
+                        per_class_name("recall", name): r[i]})
     return {k: float(v) for k, v in out.items()}
 
 

@@ -36,8 +36,16 @@ def test_instance_recipe_end_to_end(recipe_name, tmp_path, monkeypatch):
     try:
         summary, bundle = run_and_check_served(recipe, tmp_path)
         evaluation = json.loads(next(Path(summary["outputs"]).rglob("evaluation.json")).read_text())
-        assert set(kind(recipe.task).metrics) <= set(evaluation["metrics"]), evaluation["metrics"]
-        print(f"{recipe_name}: {summary['seconds']} s, test metrics {evaluation['metrics']}")
+        metrics = evaluation["metrics"]
+        assert set(kind(recipe.task).metrics) <= set(metrics), metrics
+        # per class seen in the test labels, from Ultralytics' validator: boxes, and masks / keypoints
+        prefixes = {"segmentation": ["", "mask_"], "pose": ["", "pose_"]}.get(recipe.task, [""])
+        seen = {c for labels in pd.read_parquet(next(p for p in Path(summary["outputs"]).rglob("test")
+                                                      if p.parent.name == "split-data"))["box_labels"] for c in labels}
+        assert seen and {f"{p}{m}_class_{c}" for p in prefixes for m in ("map50", "precision", "recall")
+                         for c in seen} <= set(metrics), metrics
+        assert all(0 <= metrics[f"{p}map50_class_{c}"] <= 1 for p in prefixes for c in seen)
+        print(f"{recipe_name}: {summary['seconds']} s, test metrics {metrics}")
 
         # Test images with shapes in them, as a client sends them (base64).
         test = next(p for p in Path(summary["outputs"]).rglob("test") if p.parent.name == "split-data")

@@ -255,6 +255,11 @@ def test_gates_name_the_metrics_each_task_reports():
     assert metric_problem("segmentation", "mask_map50", "evaluate.gate") is None
     assert metric_problem("pose", "pose_map50_95", "evaluate.gate") is None
     assert "did you mean 'map50'" in metric_problem("obb", "mask_map50", "evaluate.gate")
+    # per class (evaluate reports them from Ultralytics' validator), masks and keypoints included
+    assert metric_problem("segmentation", "mask_map50_class_circle", "evaluate.gate") is None
+    assert metric_problem("pose", "pose_recall_class_card", "evaluate.gate") is None
+    assert metric_problem("obb", "map50_class_bar", "evaluate.gate") is None
+    assert "reports no metric" in metric_problem("obb", "mask_map50_95_class_bar", "evaluate.gate")
     from components.recipe import Recipe
     from tests.conftest import ROOT
 
