@@ -162,7 +162,14 @@ def read_coco(root: Path, task: str = "detection") -> tuple[pd.DataFrame, list[s
     kind_spec = instances.coco_spec(task, spec["categories"], spec_path)
     column = instances.kind(task).column
     per_image: dict[Any, list] = {i: [] for i in images}
+    # Crowd annotations (iscrowd: 1, a run-length mask over many objects) are regions COCO's own evaluation
+    # ignores; Ultralytics' COCO converter drops them too. Training on them would teach one box per crowd.
+    crowds = sum(1 for ann in annotations if isinstance(ann, dict) and ann.get("iscrowd"))
+    if crowds:
+        log.info("%s: %d crowd annotation(s) (iscrowd: 1) left out, as COCO's evaluation does", spec_path, crowds)
     for ann in annotations:
+        if isinstance(ann, dict) and ann.get("iscrowd"):
+            continue
         if ann.get("image_id") not in images:
             raise DataError(f"{spec_path}: annotation {ann.get('id')} names image_id {ann.get('image_id')!r}, "
                             "which is not in 'images'")

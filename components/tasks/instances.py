@@ -72,8 +72,9 @@ class Segmentation(Kind):
     def from_coco(self, ann, where, spec):
         seg = ann.get("segmentation")
         if isinstance(seg, dict):
-            raise DataError(f"{where}: segmentation is a run-length mask (iscrowd); expected polygons "
-                            "[[x1, y1, x2, y2, ...], ...] (convert crowd masks to polygons first)")
+            raise DataError(f"{where}: segmentation is a run-length mask but the annotation is not a crowd "
+                            "(iscrowd: 0); expected polygons [[x1, y1, x2, y2, ...], ...] (convert the mask to "
+                            "polygons first; crowd annotations, iscrowd: 1, are left out)")
         if not isinstance(seg, list) or not seg:
             raise DataError(f"{where}: no segmentation; expected polygons [[x1, y1, x2, y2, ...], ...]")
         parts = []

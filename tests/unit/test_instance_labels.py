@@ -191,8 +191,16 @@ def test_coco_segmentation_in_parts_becomes_one_polygon_and_rle_is_refused(tmp_p
     np.testing.assert_allclose(got["boxes"][0][0], [10, 10, 50, 50])  # the box spans both parts
     ann["segmentation"] = {"counts": [0, 10, 86], "size": [96, 96]}
     (tmp_path / "coco" / "instances.json").write_text(json.dumps(spec))
-    with pytest.raises(DataError, match=r"annotation 0: segmentation is a run-length mask .*expected polygons"):
+    with pytest.raises(DataError, match=r"annotation 0: segmentation is a run-length mask but the annotation is not "
+                                        r"a crowd \(iscrowd: 0\); expected polygons"):
         read_dataset(str(tmp_path / "coco"), "coco", "segmentation")
+    # a crowd (iscrowd: 1, run-length) is left out, as COCO's evaluation does; the image stays, without it
+    spec["annotations"].append({**ann, "id": 1, "iscrowd": 1})
+    ann["segmentation"] = [[10, 10, 20, 10, 20, 20, 10, 20]]
+    (tmp_path / "coco" / "instances.json").write_text(json.dumps(spec))
+    got, _, _ = read_dataset(str(tmp_path / "coco"), "coco", "segmentation")
+    kept = [a for a in spec["annotations"] if not a.get("iscrowd")]
+    assert len(got) == 1 and len(got["polygons"][0]) == len(got["boxes"][0]) == len(kept) == len(spec["annotations"]) - 1
     ann["segmentation"] = [[10, 10, 200, 10, 20, 20]]
     (tmp_path / "coco" / "instances.json").write_text(json.dumps(spec))
     with pytest.raises(DataError, match=r"annotation 0: a point of its polygons lies outside image 000\.jpg"):
