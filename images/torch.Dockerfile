@@ -15,5 +15,8 @@ ARG PIP_INDEX_ARGS=""
 # No uv cache mount: the CUDA wheels would be written twice (cache + venv) for nothing.
 # Later installs name $PLATFORM_TORCH too, so no extra can move torch off the tested version.
 ENV PLATFORM_TORCH=${TORCH}
+# Importing torch makes its inductor cache folder under PLATFORM_HOME as root; removed, or a --tmpfs /tmp
+# that copies the image's /tmp up (podman's default) would leave PLATFORM_HOME unwritable for uid 1000.
 RUN uv pip install --quiet --no-cache $PIP_INDEX_ARGS $TORCH_INDEX_ARGS $TORCH \
- && python -c "import torch, torchvision; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+ && python -c "import torch, torchvision; print('torch', torch.__version__, 'cuda', torch.version.cuda)" \
+ && rm -rf /tmp/platform /tmp/*.lock

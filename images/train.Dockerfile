@@ -15,5 +15,13 @@ RUN --mount=type=cache,target=/var/cache/uv,sharing=locked \
  && uv pip uninstall --quiet opencv-python \
  && uv pip install --quiet --reinstall $PIP_INDEX_ARGS "opencv-python-headless==$cv" \
  && python -c "import cv2, torch; print('cv2', cv2.__version__, 'torch', torch.__version__)"
+# git: the external model (model.params.repo) clones its training code at a pinned commit.
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends git >/dev/null \
+ && rm -rf /var/lib/apt/lists/* \
+ && git --version
 COPY components /app/components
+# uv's cache at run time (the external model's environments): under PLATFORM_HOME, as every writable
+# path; /var/cache/uv is the build's cache mount, and the root filesystem is read-only.
+ENV UV_CACHE_DIR=/tmp/platform/cache/uv
 USER 1000:1000

@@ -220,7 +220,17 @@ def archive_source(checkout: Path, commit: str, dest: Path) -> None:
     tar = subprocess.run(["git", "archive", "--format=tar", commit], cwd=checkout, capture_output=True, check=True)
     dest.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
-        archive.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            archive.extractall(dest, filter="data")
+        else:  # Python before 3.11.4 (Debian bookworm's 3.11.2) has no filters: the same checks by hand
+            for member in archive.getmembers():
+                target = (dest / member.name).resolve()
+                link = (target.parent / member.linkname).resolve() if member.issym() or member.islnk() else target
+                if not (target.is_relative_to(dest.resolve()) and link.is_relative_to(dest.resolve())) \
+                        or not (member.isfile() or member.isdir() or member.issym()):
+                    raise ExternalTrainingError(f"the repository's files hold {member.name!r}, which would land "
+                                                f"outside the source folder or is not a file, folder or link")
+            archive.extractall(dest)
 
 
 # --- the environment ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
@@ -108,6 +109,34 @@ def test_train_and_evaluate_in_their_image(work):
         print(evaluate(r, "/work/model", "/work/test.parquet", "/work/eval", "/work/report.html")["verdict"])
     """, work)
     assert out.strip().endswith("passed"), out[-2000:]
+
+
+def test_an_external_model_clones_and_trains_in_the_train_image(work):
+    """model.params.repo: the train image has git, so the external adapter clones the repository at its
+    commit, trains it (the platform's packages seen through system_site_packages, nothing downloaded:
+    no network) and predicts."""
+    from tests.integration.test_external_adapter import git, make_repo
+
+    repo = make_repo(work / "repo")
+    head = git(repo, "rev-parse", "HEAD")  # before the chown: git refuses a repository another user owns
+    subprocess.run(["chown", "-R", "1000:1000", str(repo)], check=True) if os.geteuid() == 0 else None
+    out = run_in("train", f"""
+        import json, numpy as np
+        from components.models import build_adapter
+        from components.recipe import TrainSpec
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(160, 4)).astype(np.float32)
+        y = X[:, 0] * 2 - X[:, 1]
+        spec = TrainSpec(epochs=3, seed=1)
+        adapter = build_adapter("external", "regression", None, {{"repo": "/work/repo", "system_site_packages": True}},
+                                train=spec)
+        adapter.fit(X[:120], y[:120], X[120:], y[120:], spec)
+        print(json.dumps({{"commit": adapter.commit_, "epochs": len(adapter.history_),
+                          "rmse": float(np.sqrt(np.mean((adapter.predict_raw(X[120:]) - y[120:]) ** 2)))}}))
+    """, work)
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["commit"] == head and result["epochs"] == 3, result
+    assert result["rmse"] < float(np.std(np.random.default_rng(0).normal(size=(160, 4))[120:, 0] * 2)), result
 
 
 def test_register_and_deploy_in_their_images(work):
