@@ -190,6 +190,8 @@ def _add_tune(steps, recipe: Recipe, view, parts, prep, cluster: ClusterConfig, 
             workers.append(steps.tune_trials(worker=worker, **data).set_display_name("tune-worker"))
     tune = steps.tune_model(**data).set_display_name("tune").after(*workers)
     for task in (tune, *workers):
+        if not _model_cacheable(recipe):
+            task.set_caching_options(False)  # a git branch's code may have moved since a cached study
         _place_on_gpu(task, cluster)
         use_secrets(cluster, s3=[], mlflow=[task])
         if cluster.tuning_secret:

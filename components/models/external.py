@@ -116,6 +116,16 @@ class ExternalAdapter(Adapter):
         commit SHA (a branch or HEAD may have moved since)."""
         return bool(re.fullmatch(r"[0-9a-f]{40}", str(params.get("ref") or "")))
 
+    @classmethod
+    def source_version(cls, params: dict[str, Any]) -> str:
+        """The commit ``ref`` names now: tuning keeps one study per commit, so trials of code a branch has
+        since moved past are not mixed into a study of the new code."""
+        p = ExternalParams.model_validate(params)
+        if cls.cacheable(params):
+            return p.ref
+        with tempfile.TemporaryDirectory(prefix="external-ref-") as tmp:
+            return clone_at(p.repo, p.ref, Path(tmp) / "checkout")
+
     def _p(self) -> ExternalParams:
         return ExternalParams.model_validate(self.params)
 

@@ -31,7 +31,7 @@ import pandas as pd
 from .. import threads
 from ..bundle import read_json
 from ..errors import RecipeError
-from ..models import build_adapter
+from ..models import build_adapter, get_entry
 from ..models.tunable import Dimension, current_values, search_space, trial_values, with_values
 from ..recipe import Recipe
 from ..settings import platform_home, redact_uri
@@ -73,6 +73,9 @@ def study_name(recipe: Recipe, train_path: str, val_path: str) -> str:
                 "options": options.model_dump(mode="json") if options is not None else None,
                 "tune": recipe.tune.model_dump(mode="json", exclude={"trials", "timeout_s", "workers"}),
                 "content": content_hash([Path(train_path), Path(val_path)])}
+    source = getattr(get_entry(recipe.model.name).builder, "source_version", None)
+    if source is not None:  # code from outside (the external model's git ref): the commit it names now
+        identity["source"] = source(recipe.model.params)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     return f"{recipe.name}-{digest}"
 

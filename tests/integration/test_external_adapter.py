@@ -251,6 +251,36 @@ def test_a_moving_ref_is_never_served_from_the_pipeline_cache(repo):
     assert _model_cacheable(external_model(ref=sha)) and _model_cacheable(make_recipe())
 
 
+def test_a_moving_ref_tunes_in_a_study_of_its_current_commit(tmp_path, repo):
+    """Tuning's study is per commit: after the branch moves, trials of the old code are not continued; and
+    the compiled pipeline never takes a tune step (or its trial workers) from the cache for such a ref."""
+    import yaml
+
+    from components.steps.tune import study_name
+    from pipelines.compile import main as compile_main
+    from tests.conftest import ROOT, make_recipe
+
+    recipe = make_recipe(model={"name": "external", "params": {"repo": str(repo), "ref": "main"}}, tune={"trials": 2})
+    parts = [tmp_path / "train.parquet", tmp_path / "val.parquet"]
+    for part in parts:
+        part.write_bytes(b"same data")
+    first = study_name(recipe, *map(str, parts))
+    assert study_name(recipe, *map(str, parts)) == first
+    commit(repo, {"train.py": TRAIN_PY + "\n# changed\n"}, "second")
+    assert study_name(recipe, *map(str, parts)) != first
+
+    out = tmp_path / "pipeline.yaml"
+    assert compile_main(["--output", str(out), "--recipe", str(ROOT / "pipelines" / "recipes" / "california-housing.yaml"),
+                         "--set", "model.name=external", "--set", f"model.params.repo={repo}",
+                         "--set", "tune.trials=4", "--set", "tune.workers=2"]) == 0
+    spec = next(yaml.safe_load_all(out.read_text()))  # the pipeline; the platform spec follows
+    tasks = spec["root"]["dag"]["tasks"]
+    loop = next(t for n, t in tasks.items() if n.startswith("for-loop"))
+    worker = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]["tune-trials"]
+    assert tasks["tune-model"]["cachingOptions"] == {} and worker["cachingOptions"] == {}  # caching off
+    assert tasks["train-model"]["cachingOptions"] == {} and tasks["load-data"]["cachingOptions"] == {"enableCache": True}
+
+
 @pytest.mark.e2e
 def test_submit_trains_registers_and_serves_an_external_model(tmp_path, monkeypatch, repo):
     import requests
