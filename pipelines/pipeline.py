@@ -56,6 +56,9 @@ class ClusterConfig:
     s3_secret: str | None = "kfp-ml-platform-s3"          # keys: endpoint, accesskey, secretkey
     mlflow_secret: str | None = "kfp-ml-platform-mlflow"  # keys: tracking_uri, s3_endpoint, artifacts_destination
     tuning_secret: str | None = "kfp-ml-platform-tuning"  # key: storage (the RDB URL tune workers share)
+    # keys: password, username (an ACL user); optional: load starts without it (a Redis with no password,
+    # or data elsewhere), and a URI's own password still wins
+    redis_secret: str | None = "kfp-ml-platform-redis"
     # step → requests/limits; a step not named here keeps its DEFAULT_RESOURCES entry
     resources: tuple[tuple[str, StepResources], ...] = ()
     # Retries of the steps that touch the network (NETWORK_STEPS), with exponential backoff.
@@ -69,7 +72,7 @@ class ClusterConfig:
     def local(cls) -> "ClusterConfig":
         """The config of a run on this machine: no GPU placement, no Secrets, no retries."""
         return cls(gpus=0, node_selector=None, toleration=None, s3_secret=None, mlflow_secret=None, retries=0,
-                   tuning_secret=None)
+                   tuning_secret=None, redis_secret=None)
 
     def step_resources(self, step: str) -> StepResources:
         return dict(self.resources).get(step) or DEFAULT_RESOURCES[step]
@@ -85,6 +88,7 @@ S3_ENV = {"endpoint": "S3_ENDPOINT_URL", "accesskey": "AWS_ACCESS_KEY_ID", "secr
 MLFLOW_ENV = {"tracking_uri": "MLFLOW_TRACKING_URI", "s3_endpoint": "MLFLOW_S3_ENDPOINT_URL",
               "artifacts_destination": "PLATFORM_MLFLOW_ARTIFACTS_DESTINATION"}
 TUNING_ENV = {"storage": "PLATFORM_TUNING_STORAGE"}
+REDIS_ENV = {"password": "REDIS_PASSWORD", "username": "REDIS_USERNAME"}
 
 
 def _local_data_fingerprint(uri: str) -> str | None:
@@ -146,6 +150,8 @@ def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):
         load = steps.load_data(recipe_json=view["load"], data_fingerprint=fingerprint or "").set_display_name("load")
         if fingerprint is None and is_redis(recipe.data.uri):
             load.set_caching_options(False)  # a Redis key changes in place: unread here, never served from cache
+        if cluster.redis_secret:  # whatever the recipe names: the run form's data_uri may name a Redis key
+            kubernetes.use_secret_as_env(load, cluster.redis_secret, REDIS_ENV, optional=True)
         prep = steps.preprocess_data(recipe_json=view["preprocess"], raw=load.outputs["raw"]).set_display_name("preprocess")
         parts = steps.split_data(recipe_json=view["split"], clean=prep.outputs["clean"]).set_display_name("split")
         tune = _add_tune(steps, recipe, view, parts, prep, cluster, tasks) if recipe.tune else None

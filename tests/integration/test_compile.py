@@ -77,7 +77,12 @@ def test_credentials_come_from_secrets_only(tmp_path, monkeypatch):
     envs = {name: {k["envVar"]: s["secretName"] for s in ex.get("secretAsEnv", []) for k in s["keyToEnv"]}
             for name, ex in k8s.items() if ex.get("secretAsEnv")}
     assert envs["exec-load-data"] == {"S3_ENDPOINT_URL": "kfp-ml-platform-s3", "AWS_ACCESS_KEY_ID": "kfp-ml-platform-s3",
-                                      "AWS_SECRET_ACCESS_KEY": "kfp-ml-platform-s3"}
+                                      "AWS_SECRET_ACCESS_KEY": "kfp-ml-platform-s3",
+                                      "REDIS_PASSWORD": "kfp-ml-platform-redis", "REDIS_USERNAME": "kfp-ml-platform-redis"}
+    # the Redis one is optional (a load of other data, or from a Redis without a password, starts without it)
+    optional = {s["secretName"]: s["optional"] for s in k8s["exec-load-data"]["secretAsEnv"]}
+    assert optional == {"kfp-ml-platform-redis": True, "kfp-ml-platform-s3": False}
+    assert not [n for n, e in envs.items() if "REDIS_PASSWORD" in e and n != "exec-load-data"], "load alone reads Redis"
     assert envs["exec-register-model"]["MLFLOW_TRACKING_URI"] == "kfp-ml-platform-mlflow"
     assert "exec-preprocess-data" not in envs and "exec-split-data" not in envs, "data steps need no credentials"
 
