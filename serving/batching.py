@@ -5,7 +5,8 @@ up, and the next batch takes all of them (up to ``max_batch_rows`` rows). A requ
 the model idle is answered at once; ``max_wait_ms`` (0 by default) makes it wait that long for
 company, which only pays when requests arrive faster than one model call yet not during one. A model
 call expected to take over a millisecond runs in a worker thread so the event loop keeps accepting
-requests meanwhile; shorter ones run on the loop. If a batch fails, its requests are retried one by
+requests meanwhile; shorter ones run on the loop, where handing them to a thread and back would cost
+more than the call. If a batch fails, its requests are retried one by
 one, so a bad request gets its own error and never fails the others. A request whose caller gave up (timeout,
 disconnect) is dropped from its batch instead of answered.
 """
@@ -28,7 +29,24 @@ class MicroBatcher:
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
         self.batch_sizes: list[int] = []  # recent batch sizes, for metrics and tests
-        self._seconds_per_row = float("inf")  # unknown until a call is timed: the first goes to a thread
+        # What a call of n rows takes, fixed + per_row * n seconds of wall time (``calibrate``), times a
+        # slowdown that slow calls on the loop raise: uncalibrated, every call goes to a thread.
+        self._fixed, self._per_row, self._slowdown = float("inf"), 0.0, 1.0
+
+    def calibrate(self, records, n_rows: int, repeat: int = 32) -> None:
+        """Time the model before serving, when nothing else runs (wall time, so work the model hands to
+        its own threads, a GPU or a wait counts): these records alone and ``repeat`` of them stacked."""
+        def best(batch) -> float:
+            times = []
+            for _ in range(3):
+                started = time.perf_counter()
+                self.predict(batch)
+                times.append(time.perf_counter() - started)
+            return min(times)
+
+        one, many = best(records), best(self.join([records] * repeat))
+        self._per_row = max((many - one) / (n_rows * (repeat - 1)), 0.0)
+        self._fixed = max(one - self._per_row * n_rows, 0.0)
 
     async def submit(self, records, n_rows: int):
         if self._queue is None:
@@ -66,16 +84,20 @@ class MicroBatcher:
             await self._predict_batch(batch)
 
     async def _call(self, records, n_rows: int):
-        """The model on this batch: on the event loop when the call is expected to take under
-        ``INLINE_S`` (handing a call of a tenth of a millisecond to a thread and back costs more than
-        the call), in a worker thread otherwise, so long calls never hold up other requests."""
-        if self._seconds_per_row * n_rows < INLINE_S:
-            out, elapsed = _timed(self.predict, records)
-        else:
-            out, elapsed = await asyncio.to_thread(_timed, self.predict, records)
-        # What a row costs, smoothed; a slow call moves it at once, so the next one goes to a thread.
-        per_row, known = elapsed / max(n_rows, 1), self._seconds_per_row
-        self._seconds_per_row = per_row if known == float("inf") else max(per_row, 0.8 * known + 0.2 * per_row)
+        """The model on this batch: on the event loop when it is expected to take under ``INLINE_S``,
+        in a worker thread otherwise, so long calls never hold up other requests. Only calls on the loop
+        are timed (in a thread the wall time also counts waits for the GIL while the loop parses
+        requests): one that took longer than expected raises the slowdown at once, and each call in a
+        thread lowers it a little, so a model slowed for a while (a busy machine) is tried on the loop
+        again later."""
+        expected = self._fixed + self._per_row * n_rows
+        if expected * self._slowdown >= INLINE_S:
+            self._slowdown = max(1.0, 0.9 * self._slowdown)
+            return await asyncio.to_thread(self.predict, records)
+        started = time.perf_counter()
+        out = self.predict(records)
+        ratio = (time.perf_counter() - started) / max(expected, 1e-9)
+        self._slowdown = max(1.0, ratio if ratio > self._slowdown else 0.8 * self._slowdown + 0.2 * ratio)
         return out
 
     async def _predict_batch(self, batch: list) -> None:
@@ -95,15 +117,6 @@ class MicroBatcher:
             return
         for (_, _, future), output in zip(batch, outputs):
             _settle(future, result=output)
-
-
-def _timed(predict, records):
-    """The answer and the CPU time the calling thread spent on it. CPU, not wall time: in a worker
-    thread the wall time also counts the waits for the GIL while the event loop parses requests, so a
-    call sent to a thread once would look slow from then on and never come back to the loop."""
-    started = time.thread_time()
-    out = predict(records)
-    return out, time.thread_time() - started
 
 
 def _settle(future: asyncio.Future, result=None, error: BaseException | None = None) -> None:

@@ -72,10 +72,12 @@ class BundlePredictor(Model):
         self.bundle = load_bundle(self.model_dir)
         self.family = self.bundle.family
         # Warm up with a typical record so the first request pays no lazy initialisation.
-        self.bundle.predict_frame(self.family.warmup_records(self.bundle))
+        warm = self.family.warmup_records(self.bundle)
+        self.bundle.predict_frame(warm)
         if self.family.stacks_rows:
             self.batcher = MicroBatcher(self.bundle.predict_frame, _join, _split, self.max_batch_rows,
                                         self.max_wait_ms, on_batch=self._observe_batch)
+            self.batcher.calibrate(warm, len(warm))  # what a batch costs: on the event loop or in a thread
         else:
             self.media = media.MediaModel(self.bundle, self.timeout_s)
         self.known_categories = self.family.category_levels(self.bundle.transform)

@@ -81,44 +81,58 @@ def test_calls_of_under_a_millisecond_run_on_the_loop_and_slower_ones_in_a_worke
     on_loop, delay = [], [0.0]
 
     def model(rows):
+        if delay[0]:
+            threading.Event().wait(delay[0])  # a wait (a thread pool, a GPU): wall time, as a client sees it
         on_loop.append(threading.current_thread() is threading.main_thread())
-        started = time.thread_time()
-        while time.thread_time() - started < delay[0]:  # CPU work: what the estimate counts
-            pass
         return rows
 
-    b = batcher(model)
+    uncalibrated = batcher(model)
+    asyncio.run(uncalibrated.submit([1], 1))
+    assert on_loop == [False]  # its cost unknown: a thread
 
-    async def scenario():
-        for _ in range(4):
+    on_loop.clear()
+    fast = batcher(model)
+    fast.calibrate([1], 1)
+
+    async def scenario(b, n):
+        for _ in range(n):
             assert await b.submit([1], 1) == [1]
-        delay[0] = 0.005
-        for _ in range(3):
-            assert await b.submit([1], 1) == [1]
 
-    asyncio.run(scenario())
-    # the first call's cost is unknown: a thread; then fast calls stay on the loop; the first slow one
-    # (expected fast) runs there once, and from then on the model runs in a thread
-    assert on_loop == [False, True, True, True, True, False, False]
+    asyncio.run(scenario(fast, 3))
+    assert on_loop[6:] == [True, True, True]  # after calibrate's six calls: fast, so on the loop
+
+    on_loop.clear()
+    delay[0] = 0.005
+    waits = batcher(model)
+    waits.calibrate([1], 1)
+    asyncio.run(scenario(waits, 30))
+    assert not any(on_loop[6:]), "a model that waits 5 ms a call never blocks the loop"
 
 
-def test_a_call_in_a_thread_is_costed_by_its_cpu_time_not_by_its_waits_for_the_event_loop():
-    """In a worker thread the model waits for the GIL while the loop parses requests; counted as the
-    call's cost, that wait would keep a fast model in a thread for good. A call that waits (here on an
-    event) costs nothing, so the next one comes back to the loop."""
-    on_loop = []
+def test_a_model_slowed_on_the_loop_moves_to_a_thread_at_once_and_is_tried_on_the_loop_again_later():
+    """Thread calls are not timed (their wall time counts waits for the GIL while the loop works): a slow
+    call on the loop moves the model to a thread at once, and after a while it is tried on the loop again."""
+    on_loop, delay = [], [0.0]
 
     def model(rows):
         on_loop.append(threading.current_thread() is threading.main_thread())
-        if len(on_loop) == 1:
-            threading.Event().wait(0.02)  # the first call (in a thread) waits 20 ms without computing
+        if delay[0]:
+            threading.Event().wait(delay[0])
         return rows
 
     b = batcher(model)
+    b.calibrate([1], 1)
+    on_loop.clear()
 
     async def scenario():
-        for _ in range(3):
+        assert await b.submit([1], 1) == [1]
+        delay[0] = 0.02  # slowed for one call (a busy machine)
+        assert await b.submit([1], 1) == [1]
+        delay[0] = 0.0
+        for _ in range(60):
             assert await b.submit([1], 1) == [1]
 
     asyncio.run(scenario())
-    assert on_loop == [False, True, True]
+    assert on_loop[:3] == [True, True, False], on_loop[:5]
+    back = on_loop.index(True, 2)
+    assert 3 < back < 62 and all(on_loop[back:]), on_loop
