@@ -232,15 +232,19 @@ def archive_source(checkout: Path, commit: str, dest: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as archive:
         if hasattr(tarfile, "data_filter"):
             archive.extractall(dest, filter="data")
-        else:  # Python before 3.11.4 (Debian bookworm's 3.11.2) has no filters: the same checks by hand
+        else:  # Python before 3.11.4 (Debian bookworm's 3.11.2) has no filters: stricter checks by hand
             for member in archive.getmembers():
-                target = (dest / member.name).resolve()
-                link = (target.parent / member.linkname).resolve() if member.issym() or member.islnk() else target
-                if not (target.is_relative_to(dest.resolve()) and link.is_relative_to(dest.resolve())) \
-                        or not (member.isfile() or member.isdir() or member.issym()):
-                    raise ExternalTrainingError(f"the repository's files hold {member.name!r}, which would land "
-                                                f"outside the source folder or is not a file, folder or link")
+                if not (member.isfile() or member.isdir() or member.issym()) or _escapes(member.name) \
+                        or (member.issym() and _escapes(member.linkname)):
+                    raise ExternalTrainingError(
+                        f"the repository holds {member.name!r}{f' -> {member.linkname!r}' if member.issym() else ''}, "
+                        "which is not a file, a folder or a link within the repository (absolute or with ..)")
             archive.extractall(dest)
+
+
+def _escapes(path: str) -> bool:
+    """An absolute path or one with a ``..`` part: refused outright, as links may chain through each other."""
+    return path.startswith("/") or ".." in Path(path).parts
 
 
 # --- the environment ---------------------------------------------------------------------------

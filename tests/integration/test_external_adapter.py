@@ -325,3 +325,25 @@ def test_the_source_is_extracted_alike_where_tarfile_has_no_filters(tmp_path, re
     files = sorted(p.relative_to(tmp_path / "with") for p in (tmp_path / "with").rglob("*"))
     assert files == sorted(p.relative_to(tmp_path / "without") for p in (tmp_path / "without").rglob("*"))
     assert (tmp_path / "without" / "train.py").read_text() == TRAIN_PY
+
+
+@pytest.mark.parametrize("links", [[("s2", "."), ("s1", "s2/..")], [("up", "..")], [("abs", "/etc")]])
+def test_without_tarfile_filters_a_link_out_of_the_source_is_refused(tmp_path, monkeypatch, links):
+    """Checked member by member before anything is extracted, a chain of links (s1 -> s2/.., s2 -> .)
+    could still point outside: any link target that is absolute or has a .. part is refused."""
+    import io
+    import tarfile
+
+    from components.models import external
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, target in links:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            archive.addfile(info)
+    monkeypatch.delattr(tarfile, "data_filter")
+    monkeypatch.setattr(external.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, buffer.getvalue()))
+    with pytest.raises(ExternalTrainingError, match=r"which is not a file, a folder or a link within the repository"):
+        external.archive_source(tmp_path, "HEAD", tmp_path / "src")
+    assert not any((tmp_path / "src").iterdir())
