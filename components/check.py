@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import DataError, RecipeError
-from .gate import GATE_RE, PER_CLASS
+from .gate import GATE_RE
 from .tasks import family_for
 from .tasks.instances import INSTANCE_TASKS, kind as instance_kind
 
@@ -28,6 +28,10 @@ TASK_METRICS = {
     **{task: instance_kind(task).metrics for task in INSTANCE_TASKS},  # detection, segmentation, pose, obb
     "generation": ("perplexity", "loss"),
 }
+# Reported per class too, as `<metric>_class_<name>`: classification's F1; a detector's mAP50, precision and
+# recall (with the mask_ / pose_ ones of segmentation and pose models).
+PER_CLASS_METRICS = {"classification": ("f1",),
+                     **{task: tuple(m for m in TASK_METRICS[task] if not m.endswith("_95")) for task in INSTANCE_TASKS}}
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,11 +54,14 @@ def _model(recipe: Recipe) -> str | None:
 
 
 def metric_problem(task: str, name: str, where: str) -> str | None:
-    if name in TASK_METRICS[task] or PER_CLASS.match(name):
+    base, per_class, _ = name.partition("_class_")
+    if name in TASK_METRICS[task] or (per_class and base in PER_CLASS_METRICS.get(task, ())):
         return None
     close = difflib.get_close_matches(name, TASK_METRICS[task], n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"{where}: {task} reports no metric {name!r}{hint}; it reports {', '.join(TASK_METRICS[task])}"
+    per_class = PER_CLASS_METRICS.get(task, ())
+    return (f"{where}: {task} reports no metric {name!r}{hint}; it reports {', '.join(TASK_METRICS[task])}"
+            + (f", and per class {', '.join(f'{m}_class_<name>' for m in per_class)}" if per_class else ""))
 
 
 def _metrics(recipe: Recipe) -> list[str | None]:

@@ -3,10 +3,8 @@ metric a rule names) and by evaluate (the verdict). Its own module so that check
 command line calls, need not import the recipe module at run time."""
 import re
 
-GATE_RE = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=|<|>|==)\s*(-?[0-9.eE+-]+)\s*$")
-# Per-class metrics: a task's metric with a ``_class_<name>`` suffix (mask_ and pose_ ones for
-# segmentation and pose models).
-PER_CLASS = re.compile(r"^((mask|pose)_)?(f1|map50|precision|recall)_class_.+$")
+# A metric name: the task's (lower case), or a per-class one, which keeps the class name's letters.
+GATE_RE = re.compile(r"^\s*([A-Za-z0-9_.-]+?)\s*(<=|>=|<|>|==)\s*(-?[0-9.eE+-]+)\s*$")
 
 
 def per_class(metric: str, class_name) -> str:

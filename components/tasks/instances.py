@@ -188,11 +188,13 @@ def yolo_spec(task: str, spec: dict, spec_path) -> dict:
         raise DataError(f"{spec_path}: kpt_shape is {shape!r}; task 'pose' expects kpt_shape: [K, 3] "
                         "(x, y, visibility per keypoint) or [K, 2]")
     flip_idx = spec.get("flip_idx")
-    if flip_idx is not None and not (isinstance(flip_idx, list) and sorted(flip_idx) == list(range(shape[0]))
-                                     and all(type(i) is int for i in flip_idx)):
+    if flip_idx is not None and not (isinstance(flip_idx, list) and all(type(i) is int for i in flip_idx)
+                                     and sorted(flip_idx) == list(range(shape[0]))
+                                     and all(flip_idx[i] == k for k, i in enumerate(flip_idx))):
         raise DataError(f"{spec_path}: flip_idx is {flip_idx!r}; expected for each of the {shape[0]} keypoints the "
                         f"index of the keypoint it becomes when the image is flipped left to right (a reordering "
-                        f"of 0..{shape[0] - 1}, e.g. left eye <-> right eye)")
+                        f"of 0..{shape[0] - 1} made of swapped pairs, e.g. left eye <-> right eye, since a second "
+                        f"flip undoes the first)")
     return {"kpt_shape": shape, "flip_idx": flip_idx}
 
 

@@ -111,7 +111,8 @@ def test_pose_flip_idx_reaches_the_data_set_ultralytics_trains_from(tmp_path):
     assert horizontal_flip(None)[0] == 0.0  # what training did before: no flips at all
 
 
-@pytest.mark.parametrize("flip_idx", ["[0, 1, 2]", "[0, 1, 2, 2]", "[0, 1, 2, 4]", "[0, 1.0, 2, 3]", "'0 1 2 3'"])
+@pytest.mark.parametrize("flip_idx", ["[0, 1, 2]", "[0, 1, 2, 2]", "[0, 1, 2, 4]", "[0, 1.0, 2, 3]", "'0 1 2 3'",
+                                      "[1, '0', 3, 2]", "[1, 2, 3, 0]"])
 def test_a_bad_flip_idx_is_refused_naming_what_it_should_be(tmp_path, flip_idx):
     root = copy(tmp_path, "pose")
     (root / "data.yaml").write_text(f"kpt_shape: [4, 3]\nflip_idx: {flip_idx}\nnames: [card]\n")
@@ -268,6 +269,11 @@ def test_gates_name_the_metrics_each_task_reports():
     assert metric_problem("pose", "pose_recall_class_card", "evaluate.gate") is None
     assert metric_problem("obb", "map50_class_bar", "evaluate.gate") is None
     assert "reports no metric" in metric_problem("obb", "mask_map50_95_class_bar", "evaluate.gate")
+    # a per-class metric of another task is refused before training, naming what this task reports
+    assert "and per class map50_class_<name>, precision_class_<name>, recall_class_<name>, mask_map50_class_<name>" \
+        in metric_problem("segmentation", "pose_map50_class_circle", "evaluate.gate")
+    assert "reports no metric 'f1_class_bar'" in metric_problem("detection", "f1_class_bar", "evaluate.gate")
+    assert metric_problem("classification", "f1_class_Traffic-light.2", "evaluate.gate") is None
     from components.recipe import Recipe
     from tests.conftest import ROOT
 
