@@ -3,8 +3,9 @@
 Profiled at concurrency 8 with one-row requests, Starlette's and FastAPI's layers (exception
 middleware, exit stack, two routers, the endpoint's dependency solving) and KServe's V1 handler took
 about as much CPU as the model and its preprocessing. This ASGI layer answers the plain case itself:
-``POST /v1/models/<served model>:predict`` with ``Content-Type: application/json`` and a JSON object
-body. It calls the model as KServe's handler does (``Model.__call__``: preprocess, predict and
+``POST /v1/models/<served model>:predict`` with ``Content-Type: application/json`` (any case, with or
+without parameters such as ``charset=utf-8``, which KServe's own check takes for another type) and a
+JSON object body. It calls the model as KServe's handler does (``Model.__call__``: preprocess, predict and
 postprocess, with KServe's latency metrics), encodes the answer as KServe's ORJSONResponse does, and
 answers an error with the app's own exception handlers, so status codes and bodies are KServe's.
 Everything else goes on to KServe unchanged: other routes, other content types, CloudEvents, a body
@@ -46,7 +47,7 @@ class DirectV1:
             return await self.app(scope, replay_body(body, receive), send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
-            answer, _ = await model(payload, headers=headers)
+            answer, response_headers = await model(payload, headers=headers)
         except Exception as exc:
             handler = _handler(scope["app"].exception_handlers, exc)
             if handler is None:
@@ -56,8 +57,10 @@ class DirectV1:
             response = await handler(Request(scope), exc)
             return await response(scope, receive, send)
         content = orjson.dumps(answer, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+        extra = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in (response_headers or {}).items()
+                 if k.lower() not in ("content-type", "content-length")]
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", JSON), (b"content-length", str(len(content)).encode())]})
+                    "headers": [(b"content-type", JSON), (b"content-length", str(len(content)).encode()), *extra]})
         await send({"type": "http.response.body", "body": content})
 
     def _model(self, scope):
@@ -68,7 +71,7 @@ class DirectV1:
         json_body = False
         for key, value in scope["headers"]:
             if key == b"content-type":
-                json_body = value.lower() == JSON
+                json_body = value.split(b";")[0].strip().lower() == JSON
             elif key.startswith(b"ce-"):  # a binary CloudEvent: KServe answers in kind
                 return None
         model = self.repository.get_model(path[len(PREFIX):-len(SUFFIX)]) if json_body else None

@@ -67,6 +67,28 @@ def test_a_plain_json_prediction_is_answered_by_the_model_without_reaching_the_a
     assert inner.reached == []
 
 
+@pytest.mark.parametrize("kind", ["application/json; charset=utf-8", "Application/JSON", "application/json ;charset=UTF-8"])
+def test_json_with_parameters_or_capitals_is_json(app, kind):
+    """KServe's own check compares the whole header, so ``application/json; charset=utf-8`` (many clients'
+    default) got 400 there; media types are case-insensitive and may carry parameters."""
+    direct, inner = app
+    status, _, body = call(direct, inner, "/v1/models/m:predict", b'{"instances": [2]}', (("content-type", kind),))
+    assert status == 200 and json.loads(body)["predictions"] == [4] and inner.reached == []
+
+
+def test_the_models_response_headers_are_sent(app):
+    direct, inner = app
+
+    class WithHeader(Doubler):
+        async def __call__(self, body, headers=None, verb=None):
+            answer, _ = await super().__call__(body, headers)
+            return answer, {"X-Model-Version": "7", "content-type": "text/plain"}
+
+    direct.repository.update(WithHeader("m"))
+    status, headers, _ = call(direct, inner, "/v1/models/m:predict", b'{"instances": [1]}')
+    assert status == 200 and headers[b"x-model-version"] == b"7" and headers[b"content-type"] == b"application/json"
+
+
 def test_an_error_is_answered_by_the_apps_own_handler(app):
     direct, inner = app
     status, _, body = call(direct, inner, "/v1/models/m:predict", b'{"instances": [-1]}')
@@ -78,6 +100,7 @@ def test_an_error_is_answered_by_the_apps_own_handler(app):
     ("/v2/models/m/infer", b'{"inputs": []}', (("content-type", "application/json"),), "POST"),  # another route
     ("/v1/models/other:predict", b'{"instances": [1]}', (("content-type", "application/json"),), "POST"),  # not served
     ("/v1/models/m:predict", b'{"instances": [1]}', (("content-type", "text/plain"),), "POST"),  # not JSON
+    ("/v1/models/m:predict", b'{"instances": [1]}', (("content-type", "application/jsonx"),), "POST"),
     ("/v1/models/m:predict", b'{"instances": [1]}', (("content-type", "application/ld+json"),), "POST"),
     ("/v1/models/m:predict", b'{"instances": [1]}', (("content-type", "application/json"), ("ce-id", "1")), "POST"),
     ("/v1/models/m:predict", b'not json {', (("content-type", "application/json"),), "POST"),  # KServe words it
