@@ -73,9 +73,13 @@ def study_name(recipe: Recipe, train_path: str, val_path: str) -> str:
                 "options": options.model_dump(mode="json") if options is not None else None,
                 "tune": recipe.tune.model_dump(mode="json", exclude={"trials", "timeout_s", "workers"}),
                 "content": content_hash([Path(train_path), Path(val_path)])}
-    source = getattr(get_entry(recipe.model.name).builder, "source_version", None)
-    if source is not None:  # code from outside (the external model's git ref): the commit it names now
-        identity["source"] = source(recipe.model.params)
+    builder = get_entry(recipe.model.name).builder
+    if not getattr(builder, "cacheable", lambda params: True)(recipe.model.params):
+        # code from a git branch that may move: the commit it names now (studies of pinned code keep their name)
+        identity["source"] = builder.source_version(recipe.model.params)
+        log.warning("tuning %s at ref %r, now commit %s: pin model.params.ref to that commit so that every trial "
+                    "worker and the train step after them use the same code", recipe.model.name,
+                    recipe.model.params.get("ref", "HEAD"), identity["source"])
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     return f"{recipe.name}-{digest}"
 

@@ -265,9 +265,13 @@ def test_a_moving_ref_tunes_in_a_study_of_its_current_commit(tmp_path, repo):
     for part in parts:
         part.write_bytes(b"same data")
     first = study_name(recipe, *map(str, parts))
+    pinned = make_recipe(model={"name": "external", "params": {"repo": str(repo), "ref": git(repo, "rev-parse", "HEAD")}},
+                         tune={"trials": 2})
+    pinned_name = study_name(pinned, *map(str, parts))
     assert study_name(recipe, *map(str, parts)) == first
     commit(repo, {"train.py": TRAIN_PY + "\n# changed\n"}, "second")
     assert study_name(recipe, *map(str, parts)) != first
+    assert study_name(pinned, *map(str, parts)) == pinned_name  # pinned code: the same study, as before
 
     out = tmp_path / "pipeline.yaml"
     assert compile_main(["--output", str(out), "--recipe", str(ROOT / "pipelines" / "recipes" / "california-housing.yaml"),
