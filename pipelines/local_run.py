@@ -240,6 +240,19 @@ def console_for(log_dir: Path, verbose: bool):
         console.close()
 
 
+def code_version(root: Path = Path(__file__).resolve().parents[1]) -> str:
+    """A hash of the platform's own code (every .py under components/, pipelines/, serving/, by path and
+    content). The local step cache is kept per code version: kfp.local keys a step by its inputs and
+    command, which name no code, so a step cached before the platform changed would be reused as if its
+    code had made it (a pose schema without flip_idx, a model trained by an old loop)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for part in ("components", "pipelines", "serving") for p in (root / part).rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
 def run_pipeline(pipeline, home: Path, name: str, caching: bool = True, verbose: bool = False,
                  runner=None) -> tuple[Path, list[str], float]:
     """Run a pipeline with kfp.local in a run directory of its own, quietly; returns the directory,
@@ -247,9 +260,10 @@ def run_pipeline(pipeline, home: Path, name: str, caching: bool = True, verbose:
     from kfp import local
 
     run_dir = new_run_dir(home / "pipeline_root", name)
-    # One cache for all runs; each run writes its outputs in a directory of its own.
+    # One cache for all runs of the same platform code; each run writes its outputs in a directory of its own.
+    cache = home / "pipeline_root" / ".kfp_cache" / code_version()
     local.init(runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir),
-               cache_root=str(home / "pipeline_root" / ".kfp_cache"), raise_on_error=True, enable_caching=caching)
+               cache_root=str(cache), raise_on_error=True, enable_caching=caching)
     started = time.time()
     with console_for(run_dir / "logs", verbose) as console, CacheHits(console.cached) as hits, \
             (contextlib.nullcontext() if runner else steps_forked(run_dir / "logs" / "forkserver.log")):

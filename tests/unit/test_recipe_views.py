@@ -61,3 +61,22 @@ def test_a_view_with_one_field_of_a_section_withholds_the_others():
     assert load.split.seed == 7 and load.data.sample_rows == 500
     with pytest.raises(RecipeError, match="section 'split.method'"):
         load.split.method
+
+
+def test_the_local_cache_is_kept_per_version_of_the_platforms_code(tmp_path):
+    """kfp.local keys a step by its inputs and command, which name no code: the cache directory is per
+    hash of the platform's code, so a step cached before the code changed is not reused after."""
+    from pipelines.local_run import code_version
+
+    for part in ("components", "pipelines", "serving"):
+        (tmp_path / part).mkdir()
+        (tmp_path / part / "step.py").write_text(f"# {part}\n")
+    first = code_version(tmp_path)
+    (tmp_path / "components" / "notes.md").write_text("not code")
+    assert code_version(tmp_path) == first
+    (tmp_path / "serving" / "step.py").write_text("# serving, changed\n")
+    changed = code_version(tmp_path)
+    assert changed != first
+    (tmp_path / "serving" / "step.py").rename(tmp_path / "serving" / "moved.py")
+    assert code_version(tmp_path) not in (first, changed)
+    assert code_version() == code_version(), "the checkout's own version is stable"
