@@ -108,10 +108,9 @@ def _local_data_fingerprint(uri: str) -> str | None:
 def _model_cacheable(recipe: Recipe) -> bool:
     """Whether a finished train step may be reused: an adapter whose code comes from outside (the external
     model's git ``ref``) says so per params; every other model is decided by its inputs alone."""
-    from components.models import get_entry
+    from components.models import code_is_pinned
 
-    cacheable = getattr(get_entry(recipe.model.name).builder, "cacheable", None)
-    return cacheable is None or cacheable(recipe.model.params)
+    return code_is_pinned(recipe.model.name, recipe.model.params)
 
 
 def make_pipeline(recipe: Recipe, cluster: ClusterConfig = ClusterConfig()):

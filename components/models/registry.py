@@ -76,6 +76,13 @@ def get_entry(name: str) -> CatalogEntry:
     return _CATALOG[name]
 
 
+def code_is_pinned(name: str, params: dict[str, Any]) -> bool:
+    """Whether the model's params fix its code: an adapter whose code comes from outside (the external
+    model's git ``ref``) says so per params; every other model runs the platform's own code."""
+    cacheable = getattr(get_entry(name).builder, "cacheable", None)
+    return cacheable is None or cacheable(params)
+
+
 def list_models(task: str | None = None, tag: str | None = None, framework: str | None = None,
                 family: str | None = None) -> list[CatalogEntry]:
     return [e for _, e in sorted(_CATALOG.items())

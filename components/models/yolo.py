@@ -166,7 +166,7 @@ def class_metrics(result, yolo_task: str, classes: list[str]) -> dict[str, float
     mAP50-95 of the i-th class it saw, for boxes and then for masks (segment) or keypoints (pose)."""
     from ..gate import per_class
 
-    parts = ["", {"segment": "mask_", "pose": "pose_"}[yolo_task]] if yolo_task in ("segment", "pose") else [""]
+    parts = ["", *{"segment": ["mask_"], "pose": ["pose_"]}.get(yolo_task, [])]
     out = {}
     for i, c in enumerate(result.ap_class_index):
         values = result.class_result(i)

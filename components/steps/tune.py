@@ -31,7 +31,7 @@ import pandas as pd
 from .. import threads
 from ..bundle import read_json
 from ..errors import RecipeError
-from ..models import build_adapter, get_entry
+from ..models import build_adapter, code_is_pinned, get_entry
 from ..models.tunable import Dimension, current_values, search_space, trial_values, with_values
 from ..recipe import Recipe
 from ..settings import platform_home, redact_uri
@@ -73,10 +73,9 @@ def study_name(recipe: Recipe, train_path: str, val_path: str) -> str:
                 "options": options.model_dump(mode="json") if options is not None else None,
                 "tune": recipe.tune.model_dump(mode="json", exclude={"trials", "timeout_s", "workers"}),
                 "content": content_hash([Path(train_path), Path(val_path)])}
-    builder = get_entry(recipe.model.name).builder
-    if not getattr(builder, "cacheable", lambda params: True)(recipe.model.params):
+    if not code_is_pinned(recipe.model.name, recipe.model.params):
         # code from a git branch that may move: the commit it names now (studies of pinned code keep their name)
-        identity["source"] = builder.source_version(recipe.model.params)
+        identity["source"] = get_entry(recipe.model.name).builder.source_version(recipe.model.params)
         log.warning("tuning %s at ref %r, now commit %s: pin model.params.ref to that commit so that every trial "
                     "worker and the train step after them use the same code", recipe.model.name,
                     recipe.model.params.get("ref", "HEAD"), identity["source"])
