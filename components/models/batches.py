@@ -101,25 +101,29 @@ class Windows:
     ([C, L] or [b, C, L], a copy of b*C*L values), so a training epoch gathers batch by batch and
     never holds all N*C*L values. ``np.asarray(windows)`` materialises them (for code that needs one
     array). Time series with several series put them one after another in ``values``, with starts
-    only where a whole window fits inside one series."""
+    only where a whole window fits inside one series; one series passes ``starts=None`` and a count
+    ``n`` instead (window i starts at row i, and no start array is held)."""
 
     ndim = 3
 
-    def __init__(self, values: np.ndarray, starts: np.ndarray, context_len: int):
+    def __init__(self, values: np.ndarray, starts: np.ndarray | None, context_len: int, n: int | None = None):
         from numpy.lib.stride_tricks import sliding_window_view
 
         # Channel by channel in memory (Fortran order; no copy when it already is): a gathered batch is then
         # C-contiguous [b, C, L], which convolutions and LSTMs read without a copy of their own.
         values = np.asfortranarray(values)
-        self.values, self.starts, self.context_len = values, np.asarray(starts), context_len
+        self.values, self.context_len = values, context_len
+        self.starts = None if starts is None else np.asarray(starts)
         self._view = sliding_window_view(values, context_len, axis=0)  # [T - L + 1, C, L], zero-copy
+        if starts is None:
+            self._view = self._view[:n]
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return len(self._view) if self.starts is None else len(self.starts)
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return (len(self.starts), self.values.shape[1], self.context_len)
+        return (len(self), self.values.shape[1], self.context_len)
 
     @property
     def dtype(self):
@@ -128,13 +132,14 @@ class Windows:
     @property
     def nbytes(self) -> int:
         """What this object holds (the series and the starts), not N*C*L values."""
-        return self.values.nbytes + self.starts.nbytes
+        return self.values.nbytes + (0 if self.starts is None else self.starts.nbytes)
 
     def __getitem__(self, index) -> np.ndarray:
-        return self._view[self.starts[index]]
+        out = self._view[index if self.starts is None else self.starts[index]]
+        return out if out.flags.writeable else np.array(out)  # a gather copies; a view of the series is copied
 
     def __array__(self, dtype=None, copy=None):
-        return self._view[self.starts].astype(dtype or self.values.dtype, copy=False)
+        return self[:].astype(dtype or self.values.dtype, copy=False)
 
 
 class WindowBatches(BatchSource):
@@ -157,7 +162,7 @@ class WindowBatches(BatchSource):
 
         w = self.samples
         self._view_t = torch.as_tensor(w.values).to(device).unfold(0, w.context_len, 1)  # [T - L + 1, C, L]
-        self._starts_t = torch.as_tensor(w.starts).to(device)
+        self._starts_t = None if w.starts is None else torch.as_tensor(w.starts).to(device)
 
     def probe(self, device):
         import torch
@@ -169,7 +174,8 @@ class WindowBatches(BatchSource):
         import torch
 
         if self._view_t is not None:
-            return self._view_t[self._starts_t[idx.to(self._starts_t.device)].long()]
+            idx = idx.to(self._view_t.device)
+            return self._view_t[idx if self._starts_t is None else self._starts_t[idx].long()]
         return torch.from_numpy(self.samples[idx.numpy()])
 
     def batches(self, batch_size: int, order=None):

@@ -121,6 +121,7 @@ def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) ->
         if spec.compile != "off" else net
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
     gen = torch.Generator(device="cpu").manual_seed(spec.seed)
+    order_type = torch.int32 if n < 2**31 else torch.int64  # the epoch's shuffle: same order, half the bytes
     best_loss, best_state, best_epoch, history = float("inf"), None, 0, []
     log.info("training on %s%s: %d samples, %d epochs, batch %d", device, " (AMP)" if use_amp else "",
              n, spec.epochs, bs)
@@ -129,7 +130,7 @@ def fit_module(net: nn.Module, X, y, X_val, y_val, task: str, spec, callback) ->
         start = time.perf_counter()
         net.train()
         total = torch.zeros((), device=device)
-        for xb, yb in train.batches(bs, torch.randperm(n, generator=gen)):
+        for xb, yb in train.batches(bs, torch.randperm(n, generator=gen, dtype=order_type)):
             if has_bn and len(xb) == 1:
                 continue  # BatchNorm cannot normalise a batch of one
             opt.zero_grad(set_to_none=True)

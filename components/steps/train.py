@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def encode_target(y, meta: BundleMeta):
-    if meta.task == "regression":
-        return ((np.asarray(y, dtype=np.float64) - meta.target_mean) / meta.target_std).astype(np.float32)
+    if meta.task == "regression":  # float64 arithmetic straight into float32: no full-size temporaries
+        y = np.asarray(y)
+        out = np.subtract(y, meta.target_mean, dtype=np.float64, out=np.empty(y.shape, np.float32), casting="same_kind")
+        return np.divide(out, meta.target_std, out=out)
     if meta.task == "generation":
         return y  # a text is its own target
     if meta.task in INSTANCE_TASKS:
@@ -66,8 +68,8 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
         task=recipe.task, family=recipe.family, target=schema["target"], model_name=recipe.model.name,
         framework=get_entry(recipe.model.name).framework, params=adapter.get_params(), features=schema["features"],
         classes=schema["classes"],
-        target_mean=float(np.mean(inputs.y_train)) if regression else 0.0,
-        target_std=float(np.std(inputs.y_train) or 1.0) if regression else 1.0,
+        target_mean=float(np.mean(inputs.y_train, dtype=np.float64)) if regression else 0.0,
+        target_std=float(np.std(inputs.y_train, dtype=np.float64) or 1.0) if regression else 1.0,
         lineage={"recipe_hash": recipe.hash(), "data_hash": schema.get("data_hash", "")},
         train_options=recipe.train.model_dump(mode="json"), **inputs.meta)
     epochs, members = recipe.train.epochs, recipe.train.ensemble
@@ -83,8 +85,9 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
     log.info("fitting %s on %d samples (input %s), validating on %d", recipe.model.name, len(X_train),
              tuple(X_train.shape[1:]) if hasattr(X_train, "shape") else type(X_train[0]).__name__, len(X_val))
     threads.configure(recipe.train.threads)  # before the first parallel region: torch fixes its pool then
-    y_val = encode_target(inputs.y_val, meta)
-    adapter.fit(X_train, encode_target(inputs.y_train, meta), X_val, y_val, recipe.train, on_epoch, **fit_params)
+    y_train, y_val = encode_target(inputs.y_train, meta), encode_target(inputs.y_val, meta)
+    inputs.y_train = inputs.y_val = None  # training reads the encoded targets; raw ones may be a copy (delta mode)
+    adapter.fit(X_train, y_train, X_val, y_val, recipe.train, on_epoch, **fit_params)
     best = min(adapter.history_, key=lambda h: h["val_loss"])
     metrics = {"best_epoch": float(best["epoch"]), "best_val_loss": float(best["val_loss"]),
                "epochs_run": float(len(adapter.history_)), "n_train": float(len(X_train))}

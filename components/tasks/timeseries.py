@@ -183,7 +183,7 @@ def scaled_windows(df: pd.DataFrame, series: dict[str, Any], input_channels: lis
 
     L, offset = series["context_len"], series["label_offset"]
     group, chunk = series["group_column"], 1 << 16
-    parts = list(df.groupby(group, sort=False).indices.values()) if group else [np.arange(len(df))]
+    parts = list(df.groupby(group, sort=False).indices.values()) if group else [range(len(df))]
     rows = np.concatenate(parts) if group else slice(None)  # each series' rows, one series after another
     values = np.empty((len(df), len(input_channels)), np.float32, order="F")  # channels contiguous (Windows)
     for j, c in enumerate(input_channels):  # float64 arithmetic, a chunk of one channel at a time
@@ -191,17 +191,15 @@ def scaled_windows(df: pd.DataFrame, series: dict[str, Any], input_channels: lis
         for a in range(0, len(col), chunk):
             values[a:a + chunk, j] = (col[a:a + chunk] - scaler.mean_[j]) / scaler.std_[j]
     label = df[series["label_source_channel"]].to_numpy(np.float64)[rows]
-    starts, ys, lasts, first = [], [], [], 0
+    firsts = np.cumsum([0] + [len(part) for part in parts[:-1]])  # each series' first row in values
+    counts = [max(len(part) - L - offset + 1, 0) for part in parts]
+    ys = [label[f + L - 1 + offset:f + L - 1 + offset + n] for f, n in zip(firsts, counts)]  # views
+    lasts = [label[f + L - 1:f + L - 1 + n] for f, n in zip(firsts, counts)]
+    if len(parts) == 1:  # one series: window i starts at row i, and no start array is needed
+        return Windows(values, None, L, n=counts[0]), ys[0], lasts[0]
     index_type = np.int32 if len(df) < 2**31 else np.int64
-    for part in parts:
-        n = max(len(part) - L - offset + 1, 0)
-        starts.append(np.arange(first, first + n, dtype=index_type))
-        ys.append(label[first + L - 1 + offset:first + L - 1 + offset + n])  # views of the label channel
-        lasts.append(label[first + L - 1:first + L - 1 + n])
-        first += len(part)
-    if len(parts) == 1:
-        return Windows(values, starts[0], L), ys[0], lasts[0]
-    return Windows(values, np.concatenate(starts), L), np.concatenate(ys), np.concatenate(lasts)
+    starts = np.concatenate([np.arange(f, f + n, dtype=index_type) for f, n in zip(firsts, counts)])
+    return Windows(values, starts, L), np.concatenate(ys), np.concatenate(lasts)
 
 
 def check_windows(records: Any, n_channels: int, context_len: int) -> np.ndarray:
@@ -313,8 +311,9 @@ class TimeSeriesFamily(TabularFamily):
         if recipe.task == "classification":
             y_train, y_val = rule.apply(y_train).astype(str), rule.apply(y_val).astype(str)
         series.update(label_rule=rule.kind, threshold=rule.threshold)
-        if delta:
-            y_train, y_val = y_train - last_train, y_val - last_val
+        if delta:  # differences in float64 (levels may dwarf steps) straight into float32, as training reads them
+            y_train, y_val = (np.subtract(y, last, dtype=np.float64, out=np.empty(len(y), np.float32),
+                                          casting="same_kind") for y, last in ((y_train, last_train), (y_val, last_val)))
         return FitInputs(X_train=X_train, y_train=y_train, X_val=X_val, y_val=y_val, transform=scaler,
                          meta={"series": series})
 

@@ -189,8 +189,16 @@ def test_lazy_windows_gather_the_materialised_windows(group):
     assert np.array_equal(W[idx], ref[idx]) and np.array_equal(W[3:9], ref[3:9]) and np.array_equal(W[5], ref[5])
     if group:
         assert len(W) == sum(40 + g - 6 - 2 + 1 for g in range(3)), "windows per series, none spanning two"
+    else:
+        assert W.starts is None and W.nbytes == W.values.nbytes, "one series holds no start array"
+        assert np.array_equal(W[len(W) - 1], ref[-1]) and np.array_equal(W[-1], ref[-1])
+        with pytest.raises(IndexError):
+            W[np.array([len(W)])]  # a window without a label is not one of the samples
+    W5 = W[5]
+    W5[:] = 0  # a gathered window is the caller's copy
+    assert np.array_equal(W[5], ref[5])
 
-    order = torch.randperm(len(W), generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(len(W), generator=torch.Generator().manual_seed(0), dtype=torch.int32)  # as fit_module
     lazy, dense = batch_source(W, y), batch_source(ref, y)
     assert isinstance(lazy, WindowBatches)
     for source in (lazy, dense):
@@ -226,18 +234,20 @@ def test_fit_inputs_keeps_windows_lazy_and_small():
     n = 16_000 - L - 1 + 1
     dense_bytes = n * 4 * L * 4
     assert isinstance(inputs.X_train, Windows) and inputs.X_train.shape == (n, 4, L)
-    assert inputs.X_train.nbytes < dense_bytes / 20 and peak < dense_bytes / 4, (inputs.X_train.nbytes, peak)
+    assert inputs.X_train.nbytes == inputs.X_train.values.nbytes == 16_000 * 4 * 4, "the scaled series, no starts"
+    assert peak < dense_bytes / 4, peak
     ref = inputs.transform.transform(np.asarray(sliding_windows_raw(train_df, L))).astype(np.float32)
     assert np.array_equal(np.asarray(inputs.X_train), ref)
     delta = train_df["a"].to_numpy()[L:] - train_df["a"].to_numpy()[L - 1:-1]
-    np.testing.assert_array_equal(inputs.y_train, delta[:n])
+    assert inputs.y_train.dtype == np.float32, "delta targets are kept as training reads them"
+    np.testing.assert_array_equal(inputs.y_train, delta[:n].astype(np.float32))
 
     small = slice(0, 300)
     from components.recipe import TrainSpec
 
     spec = TrainSpec(epochs=1, batch_size=64, device="cpu")
     lazy = build_adapter("lstm", "regression", None, {"hidden_size": 4}, "timeseries")
-    lazy.fit(Windows(inputs.X_train.values, inputs.X_train.starts[small], L), inputs.y_train[small],
+    lazy.fit(Windows(inputs.X_train.values, np.arange(300), L), inputs.y_train[small],
              inputs.X_val, inputs.y_val, spec)
     dense = build_adapter("lstm", "regression", None, {"hidden_size": 4}, "timeseries")
     dense.fit(np.asarray(inputs.X_train)[small], inputs.y_train[small], np.asarray(inputs.X_val), inputs.y_val, spec)
@@ -248,3 +258,29 @@ def test_fit_inputs_keeps_windows_lazy_and_small():
 def sliding_windows_raw(df, L):
     X, _ = windows(df.to_numpy(np.float64), L, 1)
     return X
+
+
+def test_delta_targets_and_their_encoding_keep_small_steps_of_large_levels():
+    """Levels near 1e7 with steps of 0.01: float32 levels could not hold the steps (their spacing there
+    is 1), so the differences are taken in float64; encode_target standardises them in float64 into
+    float32 without full-size temporaries, as the train step feeds them."""
+    from types import SimpleNamespace
+
+    from components.steps.train import encode_target
+    from components.tasks import family_for
+
+    T, L = 600, 8
+    steps = np.random.default_rng(3).choice([-0.01, 0.02], size=T)
+    df = pd.DataFrame({"a": 1e7 + np.cumsum(steps), "b": np.arange(T, dtype=float)})
+    recipe = ts_recipe("x", context_len=L)
+    schema = {"channels": ["a", "b"], "features": [{"name": "a"}, {"name": "b"}]}
+    inputs = family_for(recipe).fit_inputs(recipe, schema, df.iloc[:500].reset_index(drop=True),
+                                          df.iloc[500:].reset_index(drop=True), "onehot")
+    np.testing.assert_allclose(inputs.y_train, steps[L:500], rtol=1e-5)
+    meta = SimpleNamespace(task="regression", target_mean=float(np.mean(inputs.y_train, dtype=np.float64)),
+                           target_std=float(np.std(inputs.y_train, dtype=np.float64)))
+    encoded = encode_target(inputs.y_train, meta)
+    reference = (inputs.y_train.astype(np.float64) - meta.target_mean) / meta.target_std
+    assert encoded.dtype == np.float32 and encoded.shape == inputs.y_train.shape
+    np.testing.assert_allclose(encoded, reference, rtol=1e-6, atol=1e-6)
+    assert len(np.unique(np.round(encoded, 3))) == 2, "the two step sizes stay apart"
