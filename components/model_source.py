@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import posixpath
-import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -173,18 +172,17 @@ def _first_difference(found: dict[str, str], registered: dict[str, str]) -> str:
     return "no file differs"  # unreachable when the digests differ
 
 
-def fetch_registered(uri: str, what: str, dest: str | Path | None = None) -> tuple[Path, str, str]:
-    """Download ``models:/name@alias`` or ``models:/name/version`` and check it against the digest
-    register recorded; returns (directory, name, version). The alias is pinned to one version first,
-    and the digest is read from the registry, never from the download."""
+def fetch_registered(uri: str, what: str, dest: str | Path) -> tuple[Path, str, str]:
+    """Download ``models:/name@alias`` or ``models:/name/version`` into ``dest`` (the caller's to remove)
+    and check it against the digest register recorded; returns (directory, name, version). The alias
+    is pinned to one version first, and the digest is read from the registry, never from the download."""
     import mlflow.artifacts
     from mlflow import MlflowClient
 
     check_model_source(uri, what)
     name, version = _registered_version(MlflowClient(), uri)
     expected = registered_digest(name, version, what)
-    target = Path(dest) if dest else Path(tempfile.mkdtemp(prefix="model-"))
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(target)))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dest)))
     if expected:
         verify_bundle(local, expected, what)
     return local, name, version

@@ -262,8 +262,10 @@ def run_pipeline(pipeline, home: Path, name: str, caching: bool = True, verbose:
     run_dir = new_run_dir(home / "pipeline_root", name)
     # One cache for all runs of the same platform code; each run writes its outputs in a directory of its own.
     cache = home / "pipeline_root" / ".kfp_cache" / code_version()
+    workspace = run_dir / "workspace"  # kfp.local would make one in /tmp for every run and leave it there
+    workspace.mkdir(parents=True, exist_ok=True)
     local.init(runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir),
-               cache_root=str(cache), raise_on_error=True, enable_caching=caching)
+               workspace_root=str(workspace), cache_root=str(cache), raise_on_error=True, enable_caching=caching)
     started = time.time()
     with console_for(run_dir / "logs", verbose) as console, CacheHits(console.cached) as hits, \
             (contextlib.nullcontext() if runner else steps_forked(run_dir / "logs" / "forkserver.log")):

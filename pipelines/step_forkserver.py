@@ -18,11 +18,13 @@ pthread_atfork; polars' are not known to, so polars is not preloaded.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -160,7 +162,7 @@ def _run_step(request: dict, out_fd: int, conn: socket.socket) -> None:
     The child tells the client its exit status itself (the status a fresh interpreter would end with is
     settled before its exit handlers run); the server, which may be busy importing, sends it again
     after reaping the child, which only counts when the child was killed before it could."""
-    code = 1
+    code, module = 1, None
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -174,7 +176,8 @@ def _run_step(request: dict, out_fd: int, conn: socket.socket) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"], _KFP_RUNTIME="true", PLATFORM_FORKSERVER_PID=str(os.getppid()))
-        module = Path(tempfile.mkdtemp()) / "ephemeral_component.py"
+        tempfile.tempdir = None  # the step's TMPDIR, not the one the server's first temporary file settled on
+        module = Path(tempfile.mkdtemp(prefix="kfp-step-")) / "ephemeral_component.py"
         module.write_text(request["source"])
         executor = sys.modules[EXECUTOR] if EXECUTOR in sys.modules else importlib.import_module(EXECUTOR)
         sys.argv = [executor.__file__, "--component_module_path", str(module), *request["args"]]
@@ -188,8 +191,8 @@ def _run_step(request: dict, out_fd: int, conn: socket.socket) -> None:
         sys.last_type, sys.last_value, sys.last_traceback = type(e), e, e.__traceback__
         sys.excepthook(type(e), e, e.__traceback__)
     finally:
-        import atexit
-
+        if module is not None:  # kfp's sh script leaves its copy of the module behind; this one goes
+            shutil.rmtree(module.parent, ignore_errors=True)
         with contextlib.suppress(OSError):
             conn.sendall(_STATUS.pack(code))
         atexit._run_exitfuncs()  # the libraries' handlers and components.runner's early exit, as at shutdown

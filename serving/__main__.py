@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
+import shutil
 import warnings
 
 import kserve
@@ -102,17 +104,21 @@ def _local_model_dir(model_dir: str) -> str:
     from components.model_source import check_model_source, fetch_registered
 
     check_model_source(model_dir, "--model_dir")
+    remote = model_dir.startswith(("models:/", "mlflow-artifacts:/")) or ("://" in model_dir and
+                                                                        not model_dir.startswith("file://"))
+    if not remote:
+        return model_dir.removeprefix("file://")
+    download = tempfile.mkdtemp(prefix="model-")
+    atexit.register(shutil.rmtree, download, True)  # the server's copy, for its life
     if model_dir.startswith("models:/"):
-        return str(fetch_registered(model_dir, "--model_dir")[0])
+        return str(fetch_registered(model_dir, "--model_dir", download)[0])
     if model_dir.startswith("mlflow-artifacts:/"):
         import mlflow.artifacts
 
-        return mlflow.artifacts.download_artifacts(artifact_uri=model_dir, dst_path=tempfile.mkdtemp(prefix="model-"))
-    if "://" in model_dir and not model_dir.startswith("file://"):
-        from kserve_storage import Storage
+        return mlflow.artifacts.download_artifacts(artifact_uri=model_dir, dst_path=download)
+    from kserve_storage import Storage
 
-        return Storage.download(model_dir, tempfile.mkdtemp(prefix="model-"))
-    return model_dir.removeprefix("file://")
+    return Storage.download(model_dir, download)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import tempfile
 import time
 from pathlib import Path
 
@@ -233,13 +234,19 @@ def load_initial_weights(net: nn.Module, source: str, member: int = 0, members: 
     log.info("initialised weights from %s", source)
 
 
-def read_initial_weights(source: str) -> tuple[dict, Path]:
-    """The state dict ``train.init_from`` names, and the file it came from."""
+def read_initial_weights(source: str) -> tuple[dict, str]:
+    """The state dict ``train.init_from`` names, and where it came from (for messages): the file, or the
+    registered version, whose download is removed once read."""
     from ..model_source import check_model_source, fetch_registered
 
-    path = Path(check_model_source(source, "train.init_from"))
     if source.startswith("models:/"):  # checked against the registered digest before torch.load
-        path = fetch_registered(source, "train.init_from")[0]
+        check_model_source(source, "train.init_from")
+        with tempfile.TemporaryDirectory(prefix="init-from-") as tmp:
+            return _read_weights(source, fetch_registered(source, "train.init_from", tmp)[0])[0], source
+    return _read_weights(source, Path(check_model_source(source, "train.init_from")))
+
+
+def _read_weights(source: str, path: Path) -> tuple[dict, str]:
     if path.is_dir():  # a bundle (or its model directory): the weights file the torch adapters write
         found = sorted(path.rglob("model.pt"), key=lambda p: len(p.parts))
         path = found[0] if found else path / "model.pt"
@@ -247,10 +254,10 @@ def read_initial_weights(source: str) -> tuple[dict, Path]:
         raise FileNotFoundError(f"train.init_from: no weights at {source!r}; expected models:/name@alias, "
                                 "a bundle directory or a .pt file")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state), path
+    return state.get("state_dict", state), str(path)
 
 
-def _member_weights(state: dict, own: set[str], path: Path, member: int, members: int) -> dict:
+def _member_weights(state: dict, own: set[str], path: str, member: int, members: int) -> dict:
     """An ensemble's model.pt (an ``nn.ModuleList``: member k's weights under ``k.``) gives member
     ``member``'s; any other state is returned as it is, for load_state_dict to check."""
     groups: dict[str, dict] = {}

@@ -23,13 +23,14 @@ from ..storage import atomic_path, expand, is_remote, upload
 log = logging.getLogger(__name__)
 
 
-def fetch_model(uri: str) -> tuple[Path, str]:
+def fetch_model(uri: str, work: Path) -> tuple[Path, str]:
     """A bundle directory for ``models:/name@alias``, ``models:/name/3`` (checked against the registered
-    digest; an alias pinned to one version) or a local bundle, and the version it is."""
+    digest; an alias pinned to one version; downloaded under ``work``) or a local bundle, and the version
+    it is."""
     from ..model_source import check_model_source, fetch_registered
 
     if uri.startswith("models:/"):
-        local, _, version = fetch_registered(uri, "--model")
+        local, _, version = fetch_registered(uri, "--model", work / "model")
         return local, version
     return Path(check_model_source(uri, "--model")), Path(uri).name
 
@@ -101,10 +102,15 @@ class RunningMetrics:
 
 def predict_batch(model_uri: str, data_uri: str, output_uri: str, chunk_rows: int = 50_000) -> dict:
     """Score every row of ``data_uri`` with the model and write Parquet to ``output_uri``."""
+    with tempfile.TemporaryDirectory(prefix="batch-") as work:  # a downloaded model, a remote output's local copy
+        return _predict_batch(model_uri, data_uri, output_uri, chunk_rows, Path(work))
+
+
+def _predict_batch(model_uri: str, data_uri: str, output_uri: str, chunk_rows: int, work: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    model_dir, version = fetch_model(model_uri)
+    model_dir, version = fetch_model(model_uri, work)
     bundle = load_bundle(model_dir)
     meta = bundle.meta
     if not bundle.family.table_records or meta.task == "detection":
@@ -113,8 +119,7 @@ def predict_batch(model_uri: str, data_uri: str, output_uri: str, chunk_rows: in
     features, target = bundle.feature_names, meta.target
     metrics = RunningMetrics(meta.task, meta.classes)
     rows = 0
-    local_out = Path(tempfile.mkdtemp(prefix="batch-out-")) / "predictions.parquet" if is_remote(output_uri) \
-        else Path(output_uri)
+    local_out = work / "predictions.parquet" if is_remote(output_uri) else Path(output_uri)
     with atomic_path(local_out) as tmp:
         writer = None
         for chunk in chunks(expand(data_uri), chunk_rows):

@@ -22,6 +22,8 @@ import logging
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,25 +41,29 @@ ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz")
 
 
 # --- reading a dataset --------------------------------------------------------------------
-def dataset_root(uri: str) -> Path:
-    """A local directory holding the dataset: the directory itself, an unpacked archive, or the
-    local copy of an object-store prefix."""
+@contextmanager
+def dataset_root(uri: str) -> Iterator[Path]:
+    """A local directory holding the dataset while it is read: the directory itself, the local copy
+    of an object-store prefix, or an archive unpacked into a temporary directory (removed after)."""
     from ..settings import platform_home
     from ..storage import expand, is_remote, split_uri
 
     if is_remote(uri):
         files = expand(uri)
         bucket, key = split_uri(uri)
-        root = platform_home() / "cache" / bucket / key
-        return _unpack(files[0]) if len(files) == 1 and files[0].name.endswith(ARCHIVES) else root
-    path = Path(uri)
-    if not path.exists():
-        raise DataError(f"image data {uri} does not exist; expected a directory, an archive or an object-store URI")
-    return _unpack(path) if path.is_file() and path.name.endswith(ARCHIVES) else path
+        path = files[0] if len(files) == 1 and files[0].name.endswith(ARCHIVES) else platform_home() / "cache" / bucket / key
+    else:
+        path = Path(uri)
+        if not path.exists():
+            raise DataError(f"image data {uri} does not exist; expected a directory, an archive or an object-store URI")
+    if not (path.is_file() and path.name.endswith(ARCHIVES)):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="images-") as out:
+        yield _unpack(path, Path(out))
 
 
-def _unpack(archive: Path) -> Path:
-    out = Path(tempfile.mkdtemp(prefix="images-"))
+def _unpack(archive: Path, out: Path) -> Path:
     try:
         if archive.name.endswith(".zip"):
             with zipfile.ZipFile(archive) as zf:
@@ -206,13 +212,13 @@ def read_dataset(uri: str, layout: str = "auto", task: str = "detection") -> tup
 def read_dataset_and_spec(uri: str, layout: str = "auto", task: str = "detection"):
     """``read_dataset`` and what the task's kind read from the data set's own description (pose:
     ``kpt_shape``, and ``flip_idx`` where data.yaml gives it or the COCO keypoint names imply it)."""
-    root = dataset_root(uri)
-    layout = detect_layout(root) if layout == "auto" else layout
-    if layout != "imagefolder" and task not in instances.INSTANCE_TASKS:
-        raise DataError(f"{uri} is in {layout} layout, which holds instance labels; task {task!r} reads "
-                        "an ImageFolder (<class>/<image>)")
-    df, classes, kind_spec = (*read_imagefolder(root), {}) if layout == "imagefolder" else \
-        {"yolo": read_yolo, "coco": read_coco}[layout](root, task)
+    with dataset_root(uri) as root:  # the frame holds the images' bytes: nothing refers to root after
+        layout = detect_layout(root) if layout == "auto" else layout
+        if layout != "imagefolder" and task not in instances.INSTANCE_TASKS:
+            raise DataError(f"{uri} is in {layout} layout, which holds instance labels; task {task!r} reads "
+                            "an ImageFolder (<class>/<image>)")
+        df, classes, kind_spec = (*read_imagefolder(root), {}) if layout == "imagefolder" else \
+            {"yolo": read_yolo, "coco": read_coco}[layout](root, task)
     log.info("read %d images in %s layout, %d classes: %s", len(df), layout, len(classes), classes)
     return df, classes, layout, kind_spec
 

@@ -14,8 +14,12 @@ from pipelines.submit import main as submit_main
 pytestmark = pytest.mark.integration
 
 
-def test_submit_predict_scores_in_chunks_with_the_champion(regression_run, mlflow_sqlite, tmp_path, capsys):
+def test_submit_predict_scores_in_chunks_with_the_champion(regression_run, mlflow_sqlite, tmp_path, capsys,
+                                                          monkeypatch):
     recipe, p = regression_run
+    scratch = tmp_path / "scratch"  # the step's TMPDIR: the champion is downloaded there, then removed
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     register(recipe, p["model"], p["eval"], "batch-1")
     test = pd.read_parquet(p["test.parquet"])
     out = tmp_path / "predictions.parquet"
@@ -29,6 +33,7 @@ def test_submit_predict_scores_in_chunks_with_the_champion(regression_run, mlflo
     np.testing.assert_allclose(scored["prediction"], expected, rtol=1e-6)
     rmse = float(np.sqrt(skm.mean_squared_error(test[recipe.data.target], expected)))
     assert f"rmse {rmse:.4g}" in printed and f"scored {len(test)} rows" in printed
+    assert [d.name for d in scratch.iterdir() if d.is_dir()] == [], "no download or step module is left behind"
 
 
 def test_chunked_classification_metrics_equal_sklearns(classification_run, tmp_path):
@@ -43,14 +48,21 @@ def test_chunked_classification_metrics_equal_sklearns(classification_run, tmp_p
     assert result["metrics"]["log_loss"] == pytest.approx(skm.log_loss(truth, proba, labels=classes), rel=1e-6)
 
 
-def test_predictions_to_the_object_store_and_a_clear_error_for_a_missing_column(regression_run, s3_env, tmp_path):
+def test_predictions_to_the_object_store_and_a_clear_error_for_a_missing_column(regression_run, s3_env, tmp_path,
+                                                                               monkeypatch):
+    import tempfile
+
     from components.storage import expand, upload
 
     recipe, p = regression_run
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     upload(p["test.parquet"], "s3://batch/in/test.parquet")
     result = predict_batch(str(p["model"]), "s3://batch/in/test.parquet", "s3://batch/out/preds.parquet", 100)
     (local,) = expand("s3://batch/out/preds.parquet")
     assert len(pd.read_parquet(local)) == result["rows"] == len(pd.read_parquet(p["test.parquet"]))
+    assert list(scratch.iterdir()) == [], "the local copy of the uploaded predictions is removed"
 
     broken = tmp_path / "broken.csv"
     pd.read_parquet(p["test.parquet"]).drop(columns=["MedInc"]).to_csv(broken, index=False)

@@ -62,7 +62,9 @@ def test_deploy_local_serves_the_champion_and_replaces_it(regression_run, mlflow
         stop_local_server(recipe.registry.model_name)
 
 
-def test_fine_tune_from_the_registered_champion(regression_run, mlflow_sqlite, tmp_path):
+def test_fine_tune_from_the_registered_champion(regression_run, mlflow_sqlite, tmp_path, monkeypatch):
+    import tempfile
+
     import torch
 
     from components.bundle import load_bundle
@@ -72,7 +74,11 @@ def test_fine_tune_from_the_registered_champion(regression_run, mlflow_sqlite, t
     register(recipe, p["model"], p["eval"], "run-ft")
     tuned = make_recipe(train={"epochs": 1, "learning_rate": 1e-7,
                                "init_from": f"models:/{recipe.registry.model_name}@champion"})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     train(tuned, p["train.parquet"], p["val.parquet"], p["schema.json"], tmp_path / "tuned")
+    assert list(scratch.iterdir()) == [], "the champion's download is removed once its weights are read"
     before, after = load_bundle(p["model"]).adapter.net_, load_bundle(tmp_path / "tuned").adapter.net_
     for a, b in zip(before.parameters(), after.parameters()):
         assert torch.allclose(a, b, atol=1e-4), "training started from the champion's weights"

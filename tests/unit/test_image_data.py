@@ -29,7 +29,12 @@ def yolo(tmp_path):
     return root
 
 
-def test_imagefolder_from_a_directory_and_an_archive(folder, tmp_path):
+def test_imagefolder_from_a_directory_and_an_archive(folder, tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     df, classes, layout = read_dataset(str(folder))
     assert (layout, classes, len(df)) == ("imagefolder", ["0", "1", "2"], 12)
     assert set(df.columns) == {"image", "name", "width", "height", "label"} and (df["width"] == 32).all()
@@ -39,6 +44,7 @@ def test_imagefolder_from_a_directory_and_an_archive(folder, tmp_path):
             zf.write(path, path.relative_to(folder.parent))
     from_zip, classes_zip, _ = read_dataset(str(archive))
     assert classes_zip == classes and sorted(from_zip["image"]) == sorted(df["image"])
+    assert list(scratch.iterdir()) == [], "the unpacked archive is removed once its images are read"
 
 
 def test_yolo_and_coco_layouts_give_the_same_boxes(yolo, tmp_path):
