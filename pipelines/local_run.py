@@ -253,6 +253,14 @@ def code_version(root: Path = Path(__file__).resolve().parents[1]) -> str:
     return digest.hexdigest()[:12]
 
 
+WORKSPACE = "workspace"  # kfp.local's workspace in a run directory (it removes it when the run ends)
+
+
+def outputs_dir(run_dir: Path) -> Path | None:
+    """kfp.local's output tree in a run directory, beside the logs and the workspace."""
+    return next((p for p in sorted(run_dir.iterdir()) if p.is_dir() and p.name not in ("logs", WORKSPACE)), None)
+
+
 def run_pipeline(pipeline, home: Path, name: str, caching: bool = True, verbose: bool = False,
                  runner=None) -> tuple[Path, list[str], float]:
     """Run a pipeline with kfp.local in a run directory of its own, quietly; returns the directory,
@@ -262,7 +270,7 @@ def run_pipeline(pipeline, home: Path, name: str, caching: bool = True, verbose:
     run_dir = new_run_dir(home / "pipeline_root", name)
     # One cache for all runs of the same platform code; each run writes its outputs in a directory of its own.
     cache = home / "pipeline_root" / ".kfp_cache" / code_version()
-    workspace = run_dir / "workspace"  # kfp.local would make one in /tmp for every run and leave it there
+    workspace = run_dir / WORKSPACE  # kfp.local would make one in /tmp, left there when a run is stopped
     workspace.mkdir(parents=True, exist_ok=True)
     local.init(runner=runner or local.SubprocessRunner(use_venv=False), pipeline_root=str(run_dir),
                workspace_root=str(workspace), cache_root=str(cache), raise_on_error=True, enable_caching=caching)

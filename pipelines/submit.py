@@ -63,9 +63,9 @@ def step_output(outputs: Path, task: str) -> str | None:
 
 def summarize(recipe: Recipe, run_dir: Path, seconds: float, cached: list[str]) -> dict:
     name = recipe.registry.model_name
-    from pipelines.local_run import step_name
+    from pipelines.local_run import outputs_dir, step_name
 
-    outputs = next((p for p in run_dir.iterdir() if p.is_dir() and p.name != "logs"), run_dir)  # kfp.local's
+    outputs = outputs_dir(run_dir) or run_dir
     registration = json.loads(step_output(outputs, "register-model") or "{}")
     summary = {"seconds": round(seconds, 1), "outputs": str(outputs), "logs": str(run_dir / "logs"),
                "registration": registration,
@@ -202,7 +202,7 @@ def submit_remote(recipe: Recipe, host: str, experiment: str | None, run_name: s
 def predict_main(argv: list[str]) -> int:
     """``submit.py predict``: score a table with a registered model (the batch-scoring pipeline)."""
     from pipelines.batch_pipeline import make_batch_pipeline
-    from pipelines.local_run import StepFailed, run_pipeline, steps_stopped_on_signal
+    from pipelines.local_run import StepFailed, outputs_dir, run_pipeline, steps_stopped_on_signal
 
     parser = argparse.ArgumentParser(prog="submit.py predict", description=predict_main.__doc__)
     parser.add_argument("--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or a bundle directory")
@@ -226,8 +226,7 @@ def predict_main(argv: list[str]) -> int:
     except StepFailed as failed:
         print(f"\nstep {failed.step} failed: {failed.reason}\nfull log: {failed.log}", file=sys.stderr)
         return 1
-    outputs = next(p for p in run_dir.iterdir() if p.is_dir() and p.name != "logs")
-    result = json.loads(step_output(outputs, "batch-predict"))
+    result = json.loads(step_output(outputs_dir(run_dir), "batch-predict"))
     where = result["output"]
     print(f"scored {result['rows']} rows with {args.model} (version {result['model_version']}) in {seconds:.1f} s")
     print(f"predictions: {where}")

@@ -21,9 +21,17 @@ from ..tasks.tabular import category_cardinalities
 log = logging.getLogger(__name__)
 
 
+def target_scaling(y, task: str) -> dict[str, float]:
+    """Regression targets are standardised with the train split's mean and std (summed in float64)."""
+    if task != "regression":
+        return {"target_mean": 0.0, "target_std": 1.0}
+    return {"target_mean": float(np.mean(y, dtype=np.float64)), "target_std": float(np.std(y, dtype=np.float64) or 1.0)}
+
+
 def encode_target(y, meta: BundleMeta):
-    if meta.task == "regression":  # float64 arithmetic straight into float32: no full-size temporaries
+    if meta.task == "regression":  # centred in float64 straight into float32: no full-size temporaries
         y = np.asarray(y)
+        y = y.astype(np.float64) if y.dtype == object else y
         out = np.subtract(y, meta.target_mean, dtype=np.float64, out=np.empty(y.shape, np.float32), casting="same_kind")
         return np.divide(out, meta.target_std, out=out)
     if meta.task == "generation":
@@ -63,13 +71,10 @@ def train(recipe: Recipe, train_path: str, val_path: str, schema_path: str, mode
     encoding = getattr(adapter, "categorical_encoding", "onehot")
     inputs = fam.fit_inputs(recipe, schema, train_df, val_df, encoding)
     fit_params = data_facts(inputs, encoding)
-    regression = recipe.task == "regression"
     meta = BundleMeta(
         task=recipe.task, family=recipe.family, target=schema["target"], model_name=recipe.model.name,
         framework=get_entry(recipe.model.name).framework, params=adapter.get_params(), features=schema["features"],
-        classes=schema["classes"],
-        target_mean=float(np.mean(inputs.y_train, dtype=np.float64)) if regression else 0.0,
-        target_std=float(np.std(inputs.y_train, dtype=np.float64) or 1.0) if regression else 1.0,
+        classes=schema["classes"], **target_scaling(inputs.y_train, recipe.task),
         lineage={"recipe_hash": recipe.hash(), "data_hash": schema.get("data_hash", "")},
         train_options=recipe.train.model_dump(mode="json"), **inputs.meta)
     epochs, members = recipe.train.epochs, recipe.train.ensemble

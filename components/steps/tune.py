@@ -38,7 +38,7 @@ from ..settings import platform_home, redact_uri
 from ..storage import atomic_path, content_hash
 from ..tasks import family_for
 from .evaluate import LOWER_IS_BETTER, classification_metrics, regression_metrics
-from .train import data_facts, encode_target
+from .train import data_facts, encode_target, target_scaling
 
 log = logging.getLogger(__name__)
 STUDY_TAG = "platform.tune_study"
@@ -94,11 +94,8 @@ class TrialFitter:
         encoding = getattr(self._adapter(recipe), "categorical_encoding", "onehot")
         self.inputs = self.family.fit_inputs(recipe, schema, train_df, val_df, encoding)
         self.fit_params = data_facts(self.inputs, encoding)
-        regression = recipe.task == "regression"
         y = self.inputs.y_train
-        self.meta = SimpleNamespace(task=recipe.task, classes=schema["classes"],
-                                    target_mean=float(np.mean(y)) if regression else 0.0,
-                                    target_std=float(np.std(y) or 1.0) if regression else 1.0)
+        self.meta = SimpleNamespace(task=recipe.task, classes=schema["classes"], **target_scaling(y, recipe.task))
         self.y_train, self.y_val = encode_target(y, self.meta), encode_target(self.inputs.y_val, self.meta)
 
     def _adapter(self, recipe: Recipe):

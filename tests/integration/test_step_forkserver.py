@@ -24,13 +24,15 @@ def whoami(table: Output[Dataset]) -> str:
     import json
     import os
     import sys
+    import tempfile
 
     with open(table.path, "w") as f:
         f.write("a,b\n1,2\n")
     with open("/proc/self/cmdline") as f:  # what ps shows
         shown = f.read().replace("\0", " ")
     return json.dumps({"ps": shown, "pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(), "argv": sys.argv[1:3],
-                       "greeting": os.environ.get("GREETING"), "kfp_runtime": os.environ.get("_KFP_RUNTIME")})
+                       "greeting": os.environ.get("GREETING"), "kfp_runtime": os.environ.get("_KFP_RUNTIME"),
+                       "tmp": tempfile.gettempdir()})
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)  # as pipelines/kfp_steps.py builds them
@@ -60,8 +62,11 @@ def test_each_step_runs_in_a_process_forked_from_the_server_with_its_env_outputs
 
     with steps_forked(kfp_local / "forkserver.log") as server:
         monkeypatch.setenv("GREETING", "hello")  # after the server started: each step gets the caller's env of now
+        (kfp_local / "step-tmp").mkdir()
+        monkeypatch.setenv("TMPDIR", str(kfp_local / "step-tmp"))
         first = whoami()
         monkeypatch.delenv("GREETING")
+        monkeypatch.delenv("TMPDIR")
         second = whoami()
     seen = [json.loads(task.outputs["Output"]) for task in (first, second)]
     for step in seen:
@@ -71,6 +76,9 @@ def test_each_step_runs_in_a_process_forked_from_the_server_with_its_env_outputs
         assert "kfp.dsl.executor_main" in step["ps"] and "--function_to_execute whoami" in step["ps"]
     assert seen[0]["pid"] != seen[1]["pid"], "a process per step"
     assert seen[0]["greeting"] == "hello" and seen[1]["greeting"] is None, "each step gets its own environment"
+    assert seen[0]["tmp"] == str(kfp_local / "step-tmp") != seen[1]["tmp"], "and its own TMPDIR"
+    assert list((kfp_local / "step-tmp").iterdir()) == [], "the step's module is removed when it ends"
+    assert not any(Path(step["argv"][1]).exists() for step in seen)
     assert Path(first.outputs["table"].path).read_text() == "a,b\n1,2\n"
     assert server.process.poll() is not None, "the server ends with the run"
 
