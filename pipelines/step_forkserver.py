@@ -86,11 +86,12 @@ def serve(path: str) -> None:
             continue
         for ready in readable:
             if ready is listener:
-                _fork_step(listener, waiting)
+                _fork_step(listener, waiting, path)
             else:
                 pid, conn = waiting.pop(ready)
                 _, status = os.waitpid(pid, 0)
                 os.close(ready)
+                shutil.rmtree(_step_dir(path, pid), ignore_errors=True)  # a killed step could not remove it
                 _say(f"{pid} ended with {os.waitstatus_to_exitcode(status)}")
                 with contextlib.suppress(OSError):
                     conn.sendall(_STATUS.pack(os.waitstatus_to_exitcode(status)))
@@ -115,7 +116,13 @@ def _say(text: str) -> None:
     print(f"{time.strftime('%H:%M:%S')}.{int(time.time() * 1000) % 1000:03d} {text}", file=sys.stderr, flush=True)
 
 
-def _fork_step(listener: socket.socket, waiting: dict) -> None:
+def _step_dir(socket_path: str, pid: int) -> str:
+    """Where the step forked as ``pid`` keeps its copy of the component module: beside the server's
+    socket, so the server removes it when it reaps the step and the client's close removes them all."""
+    return os.path.join(os.path.dirname(socket_path), f"step-{pid}")
+
+
+def _fork_step(listener: socket.socket, waiting: dict, path: str) -> None:
     conn, _ = listener.accept()
     fds: list[int] = []
     try:
@@ -150,19 +157,19 @@ def _fork_step(listener: socket.socket, waiting: dict) -> None:
         listener.close()
         for _, other in waiting.values():
             other.close()
-        _run_step(request, fds[0], conn)  # never returns
+        _run_step(request, fds[0], conn, _step_dir(path, os.getpid()))  # never returns
     os.close(fds[0])
     waiting[os.pidfd_open(pid)] = (pid, conn)
     _say(f"forked {pid} for {request['args'][-1] if request['args'] else '?'}")
 
 
-def _run_step(request: dict, out_fd: int, conn: socket.socket) -> None:
+def _run_step(request: dict, out_fd: int, conn: socket.socket, step_dir: str) -> None:
     """In the forked child: what ``sh -ec kfp_script`` and a fresh interpreter would do, then exit.
 
     The child tells the client its exit status itself (the status a fresh interpreter would end with is
     settled before its exit handlers run); the server, which may be busy importing, sends it again
     after reaping the child, which only counts when the child was killed before it could."""
-    code, module = 1, None
+    code = 1
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -177,7 +184,8 @@ def _run_step(request: dict, out_fd: int, conn: socket.socket) -> None:
         os.environ.clear()
         os.environ.update(request["env"], _KFP_RUNTIME="true", PLATFORM_FORKSERVER_PID=str(os.getppid()))
         tempfile.tempdir = None  # the step's TMPDIR, not the one the server's first temporary file settled on
-        module = Path(tempfile.mkdtemp(prefix="kfp-step-")) / "ephemeral_component.py"
+        module = Path(step_dir) / "ephemeral_component.py"  # kfp's sh script would leave its copy in /tmp
+        module.parent.mkdir()
         module.write_text(request["source"])
         executor = sys.modules[EXECUTOR] if EXECUTOR in sys.modules else importlib.import_module(EXECUTOR)
         sys.argv = [executor.__file__, "--component_module_path", str(module), *request["args"]]
@@ -191,8 +199,7 @@ def _run_step(request: dict, out_fd: int, conn: socket.socket) -> None:
         sys.last_type, sys.last_value, sys.last_traceback = type(e), e, e.__traceback__
         sys.excepthook(type(e), e, e.__traceback__)
     finally:
-        if module is not None:  # kfp's sh script leaves its copy of the module behind; this one goes
-            shutil.rmtree(module.parent, ignore_errors=True)
+        shutil.rmtree(step_dir, ignore_errors=True)
         with contextlib.suppress(OSError):
             conn.sendall(_STATUS.pack(code))
         atexit._run_exitfuncs()  # the libraries' handlers and components.runner's early exit, as at shutdown
@@ -273,10 +280,7 @@ class ForkServer:
             self.process.wait()
         self.process.stdout.close()
         self.log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        with contextlib.suppress(OSError):
-            os.rmdir(self.dir)
+        shutil.rmtree(self.dir, ignore_errors=True)  # the socket and any step's module left by a killed server
 
 
 @contextlib.contextmanager

@@ -23,16 +23,26 @@ from ..storage import atomic_path, expand, is_remote, upload
 log = logging.getLogger(__name__)
 
 
-def fetch_model(uri: str, work: Path) -> tuple[Path, str]:
+def fetch_model(uri: str, work: Path) -> tuple[Path, str | None, str]:
     """A bundle directory for ``models:/name@alias``, ``models:/name/3`` (checked against the registered
-    digest; an alias pinned to one version; downloaded under ``work``) or a local bundle, and the version
-    it is."""
+    digest; an alias pinned to one version; downloaded under ``work``) or a local bundle, and the
+    registered name and version it is. A local copy of a registered version (a deploy's, a download)
+    names them in MLflow's ``registered_model_meta``; a bundle never registered has no name, and its
+    directory's name stands for the version."""
+    import yaml
+
     from ..model_source import check_model_source, fetch_registered
 
     if uri.startswith("models:/"):
-        local, _, version = fetch_registered(uri, "--model", work / "model")
-        return local, version
-    return Path(check_model_source(uri, "--model")), Path(uri).name
+        local, name, version = fetch_registered(uri, "--model", work / "model")
+        return local, name, version
+    local = Path(check_model_source(uri, "--model"))
+    registered = local / "registered_model_meta"
+    if registered.is_file():
+        found = yaml.safe_load(registered.read_text()) or {}
+        if found.get("model_name") and found.get("model_version") is not None:
+            return local, str(found["model_name"]), str(found["model_version"])
+    return local, None, local.name
 
 
 def chunks(paths: list[Path], rows: int) -> Iterator[pd.DataFrame]:
@@ -110,7 +120,7 @@ def _predict_batch(model_uri: str, data_uri: str, output_uri: str, chunk_rows: i
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    model_dir, version = fetch_model(model_uri, work)
+    model_dir, name, version = fetch_model(model_uri, work)
     bundle = load_bundle(model_dir)
     meta = bundle.meta
     if not bundle.family.table_records or meta.task == "detection":
@@ -129,7 +139,7 @@ def _predict_batch(model_uri: str, data_uri: str, output_uri: str, chunk_rows: i
                                 f"it reads {features}")
             out = bundle.predict_frame(chunk[features])
             out.insert(0, "row", np.arange(rows, rows + len(chunk)))
-            out["model_name"], out["model_version"] = meta.model_name, str(version)
+            out["model_name"], out["model_version"] = name or meta.model_name, str(version)
             if target in chunk.columns:
                 labelled = chunk[target].notna().to_numpy()
                 if labelled.any():
@@ -145,7 +155,7 @@ def _predict_batch(model_uri: str, data_uri: str, output_uri: str, chunk_rows: i
         writer.close()
     if is_remote(output_uri):
         upload(local_out, output_uri)
-    result = {"rows": rows, "model_version": str(version), "output": output_uri,
+    result = {"rows": rows, "model_name": name or meta.model_name, "model_version": str(version), "output": output_uri,
               "metrics": metrics.result() if metrics.n else {}}
     log.info("batch scoring done: %s", result)
     return result

@@ -705,6 +705,14 @@ def coerce_features(records: pd.DataFrame, features: list[dict[str, Any]]) -> pd
     return pd.DataFrame(out, index=records.index)[names]
 
 
+def _reads_as_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, bool)
+
+
 def _numeric_block(records: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """The numeric features as one float block (one conversion for all columns, not one per column)."""
     block = records if list(records.columns) == names else records[names]
@@ -712,8 +720,10 @@ def _numeric_block(records: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     for name in loose:
         col = block[name]
         bad = col[[not (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))) for v in col]]
-        if len(bad):
-            raise InvalidInputError(f"feature {name!r} expects a number, got {bad.iloc[0]!r} (row {bad.index[0]})")
+        if len(bad):  # name a value that is no number at all where there is one: one such cell in a CSV
+            worst = bad[[not _reads_as_number(v) for v in bad]]  # makes the whole column text ('8.3', 'abc')
+            first = worst if len(worst) else bad
+            raise InvalidInputError(f"feature {name!r} expects a number, got {first.iloc[0]!r} (row {first.index[0]})")
     if loose:
         block = block.apply(pd.to_numeric, errors="coerce")
     values = block.to_numpy(dtype=np.float64, na_value=np.nan)

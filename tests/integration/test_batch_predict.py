@@ -29,6 +29,7 @@ def test_submit_predict_scores_in_chunks_with_the_champion(regression_run, mlflo
     assert code == 0, printed
     scored = pd.read_parquet(out)
     assert scored["row"].tolist() == list(range(len(test))) and set(scored["model_version"]) == {"1"}
+    assert set(scored["model_name"]) == {recipe.registry.model_name}, "the registered name, as KServe answers it"
     expected = load_bundle(p["model"]).predict(test.drop(columns=[recipe.data.target]))
     np.testing.assert_allclose(scored["prediction"], expected, rtol=1e-6)
     rmse = float(np.sqrt(skm.mean_squared_error(test[recipe.data.target], expected)))
@@ -71,6 +72,13 @@ def test_predictions_to_the_object_store_and_a_clear_error_for_a_missing_column(
     with pytest.raises(DataError, match=r"columns \['MedInc'\] that the model needs are missing"):
         predict_batch(str(p["model"]), str(broken), str(tmp_path / "x.parquet"), 100)
     assert not (tmp_path / "x.parquet").exists(), "nothing half-written"
+
+    typo = pd.read_parquet(p["test.parquet"]).astype({"MedInc": object})
+    typo.loc[3, "MedInc"] = "abc"  # one bad cell: the CSV's whole column reads as text
+    typo.to_csv(tmp_path / "typo.csv", index=False)
+    with pytest.raises(Exception, match=r"feature 'MedInc' expects a number, got 'abc' \(row 3\)"):
+        predict_batch(str(p["model"]), str(tmp_path / "typo.csv"), str(tmp_path / "y.parquet"), 100)
+    assert not (tmp_path / "y.parquet").exists()
     assert json.dumps(result)
 
 

@@ -1,6 +1,7 @@
 """kfp.local's subprocess runner with the step fork server (pipelines/step_forkserver.py): real
 components through the real kfp.local, each in a process forked from the server."""
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,8 +86,11 @@ def test_each_step_runs_in_a_process_forked_from_the_server_with_its_env_outputs
 
 @pytest.mark.parametrize("how, said", [("raise", "ValueError: no column named 'price'"), ("exit", ""), ("killed", "")])
 def test_a_failing_step_fails_as_a_fresh_interpreter_would(kfp_local, capsys, how, said):
-    with steps_forked(kfp_local / "forkserver.log"), pytest.raises(RuntimeError, match="FAILURE"):
-        fails(how=how)
+    with steps_forked(kfp_local / "forkserver.log") as server:
+        with pytest.raises(RuntimeError, match="FAILURE"):
+            fails(how=how)
+        assert [p.name for p in Path(server.dir).iterdir()] == ["socket"], "the step's module went with it"
+    assert not Path(server.dir).exists()
     out = capsys.readouterr().out
     assert said in out and (how != "raise" or "Traceback (most recent call last)" in out)
     if how == "killed":  # the child could not report; the server's reaping did
@@ -101,6 +105,7 @@ def test_the_server_is_off_on_request_and_steps_run_as_kfp_local_runs_them(kfp_l
         step = json.loads(whoami().outputs["Output"])
     assert server is None
     assert step["argv"][1].startswith("/tmp/tmp."), "mktemp's directory: the shell script ran"
+    shutil.rmtree(Path(step["argv"][1]).parent)  # which kfp's script leaves behind
 
 
 def test_only_kfps_own_command_is_forked():
