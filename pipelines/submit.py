@@ -361,7 +361,8 @@ def print_summary(recipe: Recipe, summary: dict) -> None:
     if "served_url" in summary:
         print(f"served at:   {summary['served_url']}  (port {summary['served_port']} serves version "
               f"{summary['served_version']}, the champion)")
-        print(f"sample answer: {json.dumps(summary['sample_answer'])[:300]}")
+        answer = json.dumps(summary["sample_answer"])
+        print(f"sample answer: {answer if len(answer) <= 300 else answer[:299] + '…'}")
         print(f"try it:\n  {summary['curl']}")
     elif summary["gate"] != "passed":
         print("not served: the gate did not pass (see the evaluate step's report)")

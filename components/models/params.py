@@ -35,7 +35,11 @@ def validate_params(schema: type[Params], owner: str, params: dict[str, Any]) ->
         err = exc.errors()[0]
         name = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            raise RecipeError(f"model.params: {name!r} is not a parameter of {owner}; "
+            import difflib
+
+            close = difflib.get_close_matches(name, schema.model_fields, n=2)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise RecipeError(f"model.params: {name!r} is not a parameter of {owner}{hint}; "
                               f"valid parameters are {sorted(schema.model_fields)}") from None
         raise RecipeError(f"model.params: the {name!r} parameter of {owner} {err['msg'].lower()}. "
                           f"Got {err.get('input')!r} instead.") from None

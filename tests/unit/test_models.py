@@ -205,7 +205,10 @@ def test_unknown_model_suggests_close_names():
 
 @pytest.mark.parametrize("name,params,match", [
     ("mlp", {"dropout": 1.5}, r"the 'dropout' parameter of mlp .*less than 1.*Got 1.5 instead"),
-    ("mlp", {"hidden": [3]}, r"'hidden' is not a parameter of mlp; valid parameters are \['activation'"),
+    ("mlp", {"hidden": [3]}, r"'hidden' is not a parameter of mlp \(did you mean 'hidden_sizes'\?\); valid "
+                             r"parameters are \['activation'"),
+    ("mlp", {"dropuot": 0.2}, r"'dropuot' is not a parameter of mlp \(did you mean 'dropout'\?\)"),
+    ("mlp", {"zzz": 1}, r"'zzz' is not a parameter of mlp; valid parameters are"),
     ("mlp", {"activation": "sigmoidish"}, r"'activation' parameter of mlp"),
     ("random_forest", {"n_estimators": -3}, r"'n_estimators' parameter of RandomForestRegressor must be"),
     ("hist_gradient_boosting", {"max_itr": 3}, r"Invalid parameter 'max_itr'"),
