@@ -355,7 +355,8 @@ def print_summary(recipe: Recipe, summary: dict) -> None:
         print("tuned:       " + "  ".join(f"{k} {json.dumps(v)}" for k, v in best.items()))
     before = reg.get("champion_before")
     metric = reg.get("primary_metric", "")
-    champion = (f"champion before: version {before['version']}, {metric} {before[metric]:.4g}" if before
+    champion = ("registered before: the same bundle, recipe and evaluation" if reg.get("registered_before")
+                else f"champion before: version {before['version']}, {metric} {before[metric]:.4g}" if before
                 else "first version")
     print(f"registered:  {summary['registered']}  ({champion}; MLflow {summary['tracking_uri']})")
     if "served_url" in summary:

@@ -2,10 +2,13 @@
 
 ``champion`` goes to a version only when its gate passed and it is at least as good as the
 current champion on the recipe's primary metric; otherwise the version becomes ``challenger``.
-Registering twice for the same pipeline run returns the version made the first time.
+Registering twice for the same pipeline run returns the version made the first time, and so does
+registering the same bundle with the same recipe and evaluation again (a rerun whose steps all came
+from the cache): the registry gets a version per distinct model, not one per run.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -19,6 +22,7 @@ from ..registry import make_champion
 from .evaluate import LOWER_IS_BETTER
 
 log = logging.getLogger(__name__)
+EVALUATION_TAG = "evaluation_sha256"  # on the registered version: the digest of the evaluation it was registered with
 
 
 def git_commit() -> str:
@@ -83,17 +87,22 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
     if pipeline_run_id:
         existing = client.search_model_versions(f"name='{name}' and tag.pipeline_run_id='{pipeline_run_id}'")
         if existing:
-            v = existing[0]
-            log.info("pipeline run %s already registered %s version %s", pipeline_run_id, name, v.version)
-            return {"model_name": name, "version": str(v.version), "alias": v.tags.get("alias", ""),
-                    "model_uri": f"models:/{name}/{v.version}", "run_id": v.run_id,
-                    "gate": v.tags.get("gate", "")}
+            log.info("pipeline run %s already registered %s version %s", pipeline_run_id, name, existing[0].version)
+            return _registered_before(client, name, existing[0], evaluation, metric)
 
     meta = read_meta(model_path)
     manifest = file_manifest(model_path)  # what serving and init_from will accept as this version
     lineage = {"pipeline_run_id": pipeline_run_id, "recipe_hash": recipe.hash(), DIGEST_TAG: manifest_digest(manifest),
+               EVALUATION_TAG: hashlib.sha256((Path(eval_dir) / "evaluation.json").read_bytes()).hexdigest(),
                "data_hash": meta.lineage.get("data_hash", ""), "git_commit": git_commit(),
                "gate": verdict, "model": meta.model_name}
+    same = client.search_model_versions(" and ".join(
+        [f"name='{name}'", *(f"tag.{k}='{lineage[k]}'" for k in ("recipe_hash", DIGEST_TAG, EVALUATION_TAG))]))
+    if same:
+        first = min(same, key=lambda v: int(v.version))
+        log.info("%s version %s holds this bundle, recipe and evaluation already (a rerun from the cache); "
+                 "nothing registered", name, first.version)
+        return _registered_before(client, name, first, evaluation, metric)
     experiment_id = _experiment_id(client, recipe.experiment)
     with mlflow.start_run(experiment_id=experiment_id,
                           run_name=f"{recipe.name}-{pipeline_run_id[:12] or 'manual'}", tags=lineage) as run:
@@ -142,6 +151,16 @@ def register(recipe: Recipe, model_path: str, eval_dir: str, pipeline_run_id: st
             "run_id": run.info.run_id, "gate": verdict, "metrics": metrics, "gate_rules": evaluation.get("gate", []),
             "primary_metric": metric,
             "champion_before": None if champion is None else {"version": str(champion.version), metric: best}}
+
+
+def _registered_before(client, name: str, v, evaluation: dict, metric: str) -> dict:
+    """What register returns for a version registered before: its alias now, and this evaluation."""
+    aliases = client.get_model_version(name, v.version).aliases
+    alias = next((a for a in ("champion", "challenger") if a in aliases), aliases[0] if aliases else "")
+    return {"model_name": name, "version": str(v.version), "alias": alias, "model_uri": f"models:/{name}/{v.version}",
+            "run_id": v.run_id, "gate": evaluation["verdict"], "metrics": evaluation["metrics"],
+            "gate_rules": evaluation.get("gate", []), "primary_metric": metric, "champion_before": None,
+            "registered_before": True}
 
 
 def _log_model_card(client, run_id: str, eval_dir: Path, model_path: Path, version: str, alias: str, metric: str,

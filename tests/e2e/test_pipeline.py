@@ -90,7 +90,7 @@ def run_and_check_served(recipe: Recipe, tmp_path):
 ])
 def test_time_series_recipes_end_to_end(recipe_name, overrides, tmp_path, monkeypatch):
     """Time series through the real kfp.local runner, MLflow (sqlite) and a KServe server; run twice,
-    the second run reuses the finished steps from kfp.local's cache and registers again."""
+    the second run reuses the finished steps from kfp.local's cache, and so the version registered."""
     from pipelines.submit import run_local
 
     recipe, name = shipped_recipe(recipe_name, overrides, tmp_path, monkeypatch)
@@ -105,7 +105,9 @@ def test_time_series_recipes_end_to_end(recipe_name, overrides, tmp_path, monkey
         assert summary["cached"] == []
         again = run_local(recipe)
         assert set(again["cached"]) == {"resolve", "load", "preprocess", "split", "train", "evaluate"}, again
-        assert again["registered"].startswith(f"{name} version 2") and again["sample_answer"]["predictions"] == summary["sample_answer"]["predictions"]
+        assert again["registered"] == summary["registered"] == f"{name} version 1 (champion)"
+        assert again["registration"]["registered_before"] and "registered_before" not in summary["registration"]
+        assert again["sample_answer"]["predictions"] == summary["sample_answer"]["predictions"]
     finally:
         stop_local_server(name)
 

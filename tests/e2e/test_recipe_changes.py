@@ -49,6 +49,7 @@ def test_each_changed_section_reruns_exactly_its_steps_and_the_result_shows_it(r
     assert first["cached"] == [] and ran == set(TASK_DIRS)
     again, ran, _ = run()
     assert set(again["cached"]) == CACHEABLE and ran == set(), "the same recipe on the same data reuses every step"
+    assert again["registered"] == first["registered"], "and the version registered: no copy of it"
 
     second, ran, out = run("name=second-recipe", "model.name=linear", "model.params={}", "train={}",
                            "register.model_name=second-model", "deploy.port=8199")

@@ -62,7 +62,8 @@ def test_two_submits_on_one_store_both_finish_each_with_its_own_outputs(tmp_path
     outputs = [next(line for line in log.splitlines() if line.startswith("outputs:")) for log in logs]
     assert outputs[0] != outputs[1], outputs
     assert "waiting:" in logs[1] and "is using" in logs[1], "the second run said why it waited"
-    assert "version 1" in logs[0] and "version 2" in logs[1]
+    assert "version 1" in logs[0] and "version 1" in logs[1], "the second run's steps came from the first's"
+    assert "registered before: the same bundle, recipe and evaluation" in logs[1]
     assert len(logs[0].splitlines()) < 60, "one line per step and a short summary, not KFP's executor dumps"
     assert "from cache:  nothing" in logs[0] and "gate:        failed  (rmse" in logs[0]
 

@@ -8,6 +8,7 @@ import pytest
 
 from components.steps.evaluate import evaluate
 from components.steps.register import register
+from tests.conftest import evaluation_claiming
 
 pytestmark = pytest.mark.integration
 SECTIONS = ["Model", "Data", "Test metrics", "Per-slice metrics", "Feature importance", "Gate",
@@ -74,7 +75,9 @@ def test_model_card_reaches_mlflow_and_renders_in_a_browser(regression_run, mlfl
     assert "| MedInc |" in card.split("## Feature importance")[1], "permutation importance names the features"
 
     first = register(recipe, p["model"], eval_dir, "card-run-1")
-    second = register(recipe, p["model"], eval_dir, "card-run-2")
+    rmse = json.loads((eval_dir / "evaluation.json").read_text())["metrics"]["rmse"]
+    second = register(recipe, p["model"], evaluation_claiming({"eval": eval_dir}, tmp_path, "better", rmse=rmse - 0.01),
+                      "card-run-2")  # the same bundle and evaluation again would be the same version
     from mlflow import MlflowClient
 
     logged = MlflowClient().download_artifacts(second["run_id"], "model_card.md", str(tmp_path / "dl"))

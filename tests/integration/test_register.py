@@ -116,3 +116,22 @@ def test_object_store_down_during_register_is_a_clear_error_and_registers_nothin
     assert MlflowClient().search_model_versions(f"name='{recipe.registry.model_name}'") == []
     runs = MlflowClient().search_runs([e.experiment_id for e in MlflowClient().search_experiments()])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_a_rerun_of_the_same_bundle_recipe_and_evaluation_is_the_same_version(regression_run, mlflow_sqlite,
+                                                                               tmp_path):
+    """A rerun whose steps all came from the cache registers nothing new; a changed evaluation or recipe
+    field (another experiment) is a new version."""
+    from mlflow import MlflowClient
+
+    recipe, p = regression_run
+    first = register(recipe, p["model"], p["eval"], "run-a")
+    again = register(recipe, p["model"], p["eval"], "run-b")
+    assert first["version"] == again["version"] == "1" and again["registered_before"]
+    assert again["alias"] == "champion" and again["metrics"] == first["metrics"] and again["gate"] == first["gate"]
+    assert [str(v.version) for v in MlflowClient().search_model_versions(f"name='{recipe.registry.model_name}'")] == ["1"]
+    claimed = register(recipe, p["model"], evaluation_claiming(p, tmp_path, "worse", rmse=9.0), "run-c")
+    moved = register(recipe.model_copy(update={"registry": recipe.registry.model_copy(
+        update={"experiment": "elsewhere"})}), p["model"], p["eval"], "run-d")
+    assert (claimed["version"], claimed["alias"], moved["version"]) == ("2", "challenger", "3")
+    assert "registered_before" not in claimed and "registered_before" not in moved
