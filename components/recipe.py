@@ -15,7 +15,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -40,6 +40,9 @@ from .tasks.instances import INSTANCE_TASKS, kind as instance_kind  # noqa: E402
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    # Fields of a family section that only the model's steps read (train, tune, evaluate, ...): the data
+    # steps' views leave them out, so changing one keeps load, preprocess and split cached.
+    model_only: ClassVar[tuple[str, ...]] = ()
 
 
 class ReadOptions(_Section):
@@ -126,6 +129,7 @@ class SplitSpec(_Section):
 
 class TimeSeriesSpec(_Section):
     """Sliding windows over channels: X = L steps of every input channel, y = a later value."""
+    model_only: ClassVar[tuple[str, ...]] = ("label_rule", "threshold", "target_mode")
     context_len: int = Field(32, gt=0, description="L: time steps per window (window T = L + label_offset).")
     label_offset: int = Field(1, gt=0, description="How many steps after the window's last step the label is.")
     label_source_channel: str = Field(description="Channel whose future value is the label.")
@@ -152,6 +156,7 @@ class TimeSeriesSpec(_Section):
 class ImageSpec(_Section):
     """Image datasets: a folder per class (classification), YOLO or COCO layout (detection, segmentation, pose,
     obb: see components/tasks/instances.py)."""
+    model_only: ClassVar[tuple[str, ...]] = ("size", "hflip", "scale", "auto_augment", "pretrained")
     layout: Literal["auto", "imagefolder", "yolo", "coco"] = Field(
         "auto", description="auto: data.yaml → yolo, a COCO .json → coco, else imagefolder.")
     size: int | None = Field(None, gt=0, description="Square input size; the model's pretrained config if unset.")
@@ -163,6 +168,7 @@ class ImageSpec(_Section):
 
 class TextSpec(_Section):
     """Text classification: one text column and the label column (data.target)."""
+    model_only: ClassVar[tuple[str, ...]] = ("max_length",)
     text_column: str = "text"
     max_length: int = Field(128, gt=0, le=4096, description="Tokens per text; longer ones are truncated.")
 

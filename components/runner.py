@@ -34,9 +34,9 @@ KNOBS = {
     "registered_model_name": "register.model_name",
 }
 
-# Every view carries these: the task and the family section decide how each step reads its data.
-ALWAYS = ("task", *family_sections())
-# What each step reads, beyond ALWAYS: a section, or one field of it (`section.field`). Names are the
+# Every view carries the task and the family section, which decide how each step reads its data (the
+# data steps without the section's ``model_only`` fields). What each step reads beyond them: a section,
+# or one field of it (`section.field`). Names are the
 # Recipe's attribute names (`registry` is spelled `register` in recipe files).
 STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     "load": ("data",),                      # + split when data.sample_rows (its seed draws the sample)
@@ -111,13 +111,36 @@ def resolve_recipe(recipe_json: str, **knobs) -> Recipe:
     return Recipe.parse(recipe.model_dump(mode="json", by_alias=True), overrides) if overrides else recipe
 
 
+DATA_STEPS = ("load", "preprocess", "split")
+
+
+def _section_model(name: str) -> type[BaseModel] | None:
+    field = Recipe.model_fields[name]
+    return next((a for a in (field.annotation, *get_args(field.annotation))
+                 if isinstance(a, type) and issubclass(a, BaseModel)), None)
+
+
+def _family_parts(step: str) -> tuple[str, ...]:
+    """The family sections, less the fields only the model's steps read when ``step`` is a data step."""
+    if step not in DATA_STEPS:
+        return tuple(family_sections())
+    parts: list[str] = []
+    for section in family_sections():
+        model = _section_model(section)
+        if model.model_only:
+            parts += [f"{section}.{f}" for f in model.model_fields if f not in model.model_only]
+        else:
+            parts.append(section)
+    return tuple(parts)
+
+
 def sections_of(step: str, recipe: Recipe | None) -> tuple[str, ...]:
     if step == "register":  # logs the whole recipe as run params; never cached
         return tuple(Recipe.model_fields)
     if step == "tune" and recipe is not None and recipe.tune is None:
         return ()  # no tune step: an empty view, which no change touches
     extra = ("split.seed",) if step == "load" and recipe is not None and recipe.data.sample_rows else ()
-    return ALWAYS + STEP_SECTIONS[step] + extra
+    return ("task", *_family_parts(step)) + STEP_SECTIONS[step] + extra
 
 
 def recipe_views(recipe: Recipe) -> dict[str, str]:
@@ -128,7 +151,9 @@ def recipe_views(recipe: Recipe) -> dict[str, str]:
         view: dict[str, Any] = {}
         for part in sections_of(step, recipe):
             section, _, field = part.partition(".")
-            if field:
+            if field and full[section] is None:  # a family section this recipe has not
+                view[section] = None
+            elif field:
                 view.setdefault(section, {})[field] = full[section][field]
             else:
                 view[section] = full[section]
@@ -176,9 +201,8 @@ def recipe_for_step(view_json: str, step: str) -> Recipe:
         return Recipe.model_validate(view)
     declared = sections_of(step, None)
     values: dict[str, Any] = {}
-    for name, field in Recipe.model_fields.items():
-        section = next((a for a in (field.annotation, *get_args(field.annotation))
-                        if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    for name in Recipe.model_fields:
+        section = _section_model(name)
         if name not in view:
             values[name] = Withheld(name, step)
         elif section is None or view[name] is None:

@@ -1,4 +1,6 @@
 """Each step sees only the recipe sections it reads, so caching re-runs exactly what a change affects."""
+from pathlib import Path
+
 import pytest
 
 from components.recipe import Recipe, RecipeError
@@ -10,10 +12,10 @@ DOWNSTREAM = {"load": {"preprocess", "split", "train", "evaluate"}, "preprocess"
               "split": {"train", "evaluate"}, "train": {"evaluate"}, "evaluate": set()}
 
 
-def changed_views(overrides: list[str], base: list[str] = ()) -> set[str]:
+def changed_views(overrides: list[str], base: list[str] = (), recipe: Path = DEFAULT) -> set[str]:
     """Views whose text changes, plus the steps downstream of them (their input artifacts change)."""
-    before = recipe_views(Recipe.from_file(DEFAULT, list(base)))
-    after = recipe_views(Recipe.from_file(DEFAULT, [*base, *overrides]))
+    before = recipe_views(Recipe.from_file(recipe, list(base)))
+    after = recipe_views(Recipe.from_file(recipe, [*base, *overrides]))
     direct = {step for step in STEP_VIEWS if before[step] != after[step]} - {"register", "deploy", "backtest"}
     return direct.union(*(DOWNSTREAM[s] for s in direct))
 
@@ -80,3 +82,32 @@ def test_the_local_cache_is_kept_per_version_of_the_platforms_code(tmp_path):
     (tmp_path / "serving" / "step.py").rename(tmp_path / "serving" / "moved.py")
     assert code_version(tmp_path) not in (first, changed)
     assert code_version() == code_version(), "the checkout's own version is stable"
+
+
+RECIPES = ROOT / "pipelines" / "recipes"
+
+
+@pytest.mark.parametrize("recipe,override,reruns", [
+    ("co2-weekly", "timeseries.target_mode=level", {"train", "evaluate"}),
+    ("sunspots-active", "timeseries.threshold=0.6", {"train", "evaluate"}),
+    ("co2-weekly", "timeseries.context_len=20", {"load", "preprocess", "split", "train", "evaluate"}),
+    ("digits-timm", "image.hflip=0.5", {"train", "evaluate"}),
+    ("digits-timm", "image.layout=auto", {"load", "preprocess", "split", "train", "evaluate"}),
+    ("debian-minilm", "text.max_length=96", {"train", "evaluate"}),
+])
+def test_a_family_field_only_the_model_reads_keeps_the_data_steps_cached(recipe, override, reruns):
+    assert changed_views([override], recipe=RECIPES / f"{recipe}.yaml") == reruns
+
+
+def test_a_data_step_cannot_read_a_model_only_field():
+    from components.recipe import RecipeError
+
+    views = recipe_views(Recipe.from_file(RECIPES / "co2-weekly.yaml"))
+    preprocess = recipe_for_step(views["preprocess"], "preprocess")
+    assert preprocess.timeseries.context_len == Recipe.from_file(RECIPES / "co2-weekly.yaml").timeseries.context_len
+    with pytest.raises(RecipeError, match="step 'preprocess' reads recipe section 'timeseries.target_mode'"):
+        preprocess.timeseries.target_mode
+    train = recipe_for_step(views["train"], "train")
+    assert train.timeseries.target_mode == "delta", "the model's steps see the whole section"
+    tabular = recipe_for_step(recipe_views(Recipe.from_file(DEFAULT))["load"], "load")
+    assert tabular.timeseries is None and tabular.image is None
